@@ -1,0 +1,158 @@
+"""Accounts: users with a role (buyer, agent, admin), API tokens, login with lockout."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kameng import passwords
+from kameng.db import Base, UTCDateTime, utcnow
+
+ROLES = ("buyer", "agent", "admin")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    role: Mapped[str] = mapped_column(String(16), default="buyer")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # bumped when the password changes: every older session ends
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = passwords.hash_password(password)
+        self.session_version = (self.session_version or 0) + 1
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class ApiToken(Base):
+    """A bearer token for the API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AccountError(Exception):
+    pass
+
+
+def normalize_email(email: str) -> str:
+    email = (email or "").strip()
+    local, at, domain = email.rpartition("@")
+    if not at or not local or "." not in domain or len(email) > 254 or any(c.isspace() for c in email):
+        raise AccountError("invalid email address")
+    return f"{local}@{domain.lower()}"
+
+
+def check_password_strength(password: str) -> None:
+    if len(password or "") < 10:
+        raise AccountError("the password must have at least 10 characters")
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def create_user(db, email: str, password: str, role: str = "buyer", display_name: str = "") -> User:
+    if role not in ROLES:
+        raise AccountError(f"unknown role {role!r}")
+    email = normalize_email(email)
+    check_password_strength(password)
+    if db.scalar(select(User.id).where(User.email == email)) is not None:
+        raise AccountError(f"an account with {email} already exists")
+    user = User(email=email, role=role, display_name=display_name)
+    user.set_password(password)
+    db.add(user)
+    db.flush()
+    return user
+
+
+def find_user(db, email: str) -> User | None:
+    try:
+        email = normalize_email(email)
+    except AccountError:
+        return None
+    return db.scalar(select(User).where(User.email == email))
+
+
+class LoginResult:
+    def __init__(self, user=None, locked_until=None):
+        self.user = user
+        self.locked_until = locked_until
+
+    @property
+    def ok(self):
+        return self.user is not None
+
+
+def authenticate(db, email: str, password: str, max_failures: int = 5, lockout_minutes: int = 15) -> LoginResult:
+    """Check a password. After ``max_failures`` wrong passwords in a row the
+    account is locked for ``lockout_minutes``: even the right password is
+    refused until then. Unknown accounts take as long as known ones."""
+    user = find_user(db, email)
+    if user is None or not user.is_active:
+        passwords.burn_time(password or "")
+        return LoginResult()
+    # lock the row: two concurrent wrong guesses must both count
+    user = db.scalar(select(User).where(User.id == user.id).with_for_update())
+    now = utcnow()
+    if user.locked_until and user.locked_until > now:
+        passwords.burn_time(password or "")
+        return LoginResult(locked_until=user.locked_until)
+    if not passwords.verify_password(password or "", user.password_hash):
+        user.failed_logins = (user.failed_logins or 0) + 1
+        if user.failed_logins >= max_failures:
+            user.locked_until = now + dt.timedelta(minutes=lockout_minutes)
+            user.failed_logins = 0
+            return LoginResult(locked_until=user.locked_until)
+        return LoginResult()
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    return LoginResult(user=user)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(db, user: User, name: str) -> str:
+    """A new API token for ``user``; the plaintext is returned once, never stored."""
+    token = "kmg_" + secrets.token_urlsafe(32)
+    db.add(ApiToken(user_id=user.id, name=name[:100], token_hash=_token_hash(token), prefix=token[:12]))
+    db.flush()
+    return token
+
+
+def user_for_token(db, token: str) -> User | None:
+    if not token or len(token) > 200:
+        return None
+    row = db.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(token), ApiToken.revoked_at.is_(None)))
+    if row is None:
+        return None
+    user = db.get(User, row.user_id)
+    return user if user is not None and user.is_active else None

@@ -1,0 +1,180 @@
+"""The admin backend: dashboard, plugins, shop settings, jobs, payments, audit."""
+from __future__ import annotations
+
+from pyramid.httpexceptions import HTTPFound, HTTPNotFound
+from pyramid.view import view_config, view_defaults
+from sqlalchemy import func, select
+
+from kameng import audit, jobs, money, shop
+from kameng.audit import AuditEntry
+from kameng.i18n import _
+from kameng.payments import service as payments
+from kameng.payments.models import PaymentAttempt, PaymentNotice
+from kameng.pluginhost import SECRET_MASK, PluginError, configure, set_enabled
+from kameng.theming import tpl
+from kameng.types import MenuItem, SettingError
+
+CORE_MENU = [
+    MenuItem(_("Dashboard"), "admin.home", "shop", 0),
+    MenuItem(_("Plugins"), "admin.plugins", "system", 10),
+    MenuItem(_("Shop settings"), "admin.settings", "system", 20),
+    MenuItem(_("Payments"), "admin.payments", "shop", 30),
+    MenuItem(_("Background jobs"), "admin.jobs", "system", 40),
+    MenuItem(_("Audit log"), "admin.audit", "system", 50),
+]
+
+
+def admin_menu(request) -> list[MenuItem]:
+    items = list(CORE_MENU)
+    for result in request.hooks.kameng_admin_menu(request=request):
+        items.extend(result or ())
+    return sorted((i for i in items if request.has_permission(i.permission)), key=lambda i: (i.order, i.route_name))
+
+
+def flash(request, message, queue="info"):
+    request.session.flash(request.localizer.translate(message), queue)
+
+
+@view_defaults(permission="admin")
+class AdminViews:
+    def __init__(self, request):
+        self.request = request
+
+    def page(self, **values):
+        values.setdefault("menu", admin_menu(self.request))
+        return values
+
+    @view_config(route_name="admin.home", renderer=tpl("admin/dashboard.pt"))
+    def dashboard(self):
+        db = self.request.db
+        counts = dict(db.execute(select(jobs.Job.status, func.count()).group_by(jobs.Job.status)).all())
+        paid = db.scalar(select(func.count()).select_from(PaymentAttempt).where(PaymentAttempt.status == "paid"))
+        widgets = []
+        for result in self.request.hooks.kameng_admin_dashboard_widgets(request=self.request):
+            widgets.extend(result or ())
+        return self.page(job_counts=counts, paid_attempts=paid or 0, widgets=widgets,
+                         enabled=sorted(self.request.enabled_plugins))
+
+    # -- plugins -------------------------------------------------------------------
+    @view_config(route_name="admin.plugins", renderer=tpl("admin/plugins.pt"))
+    def plugins(self):
+        host = self.request.registry["kameng.plugins"]
+        rows = sorted(host.plugins.values(), key=lambda p: (p.meta.category, p.id))
+        return self.page(plugins=rows, enabled=self.request.enabled_plugins)
+
+    @view_config(route_name="admin.plugin.toggle")
+    def toggle(self):
+        pid = self.request.matchdict["id"]
+        enable = self.request.POST.get("enabled") == "1"
+        try:
+            set_enabled(self.request, pid, enable)
+        except PluginError as exc:
+            self.request.session.flash(str(exc), "error")
+        else:
+            flash(self.request, _("Plugin ${id} enabled.", mapping={"id": pid}) if enable
+                  else _("Plugin ${id} disabled.", mapping={"id": pid}))
+        return HTTPFound(self.request.route_url("admin.plugins"))
+
+    @view_config(route_name="admin.plugin", renderer=tpl("admin/plugin.pt"))
+    def plugin_settings(self):
+        request = self.request
+        host = request.registry["kameng.plugins"]
+        plugin = host.plugins.get(request.matchdict["id"])
+        if plugin is None:
+            raise HTTPNotFound()
+        errors = {}
+        if request.method == "POST":
+            raw = {f.name: request.POST.get(f.name, "") for f in plugin.meta.settings}
+            try:
+                configure(request, plugin.id, raw, keep_blank_secrets=True)
+            except SettingError as exc:
+                errors[exc.field_name] = exc.message
+                request.response.status = 400
+            else:
+                flash(request, _("Settings saved."))
+                return HTTPFound(request.route_url("admin.plugin", id=plugin.id))
+        values = request.plugin_settings(plugin.id) if not plugin.errors else {}
+        shown = {f.name: (SECRET_MASK if f.secret and values.get(f.name) else values.get(f.name))
+                 for f in plugin.meta.settings}
+        if request.method == "POST" and errors:
+            shown.update({k: v for k, v in request.POST.items() if k in shown and not plugin.fields[k].secret})
+        return self.page(plugin=plugin, values=shown, errors=errors,
+                         enabled=plugin.id in request.enabled_plugins)
+
+    # -- shop settings ---------------------------------------------------------------
+    @view_config(route_name="admin.settings", renderer=tpl("admin/settings.pt"))
+    def settings(self):
+        request = self.request
+        errors = {}
+        values = dict(request.shop)
+        if request.method == "POST":
+            raw = {f.name: request.POST.get(f.name, "") for f in shop.FIELDS}
+            try:
+                shop.save(request.db, raw)
+            except SettingError as exc:
+                errors[exc.field_name] = exc.message
+                values.update(raw)
+                request.response.status = 400
+            else:
+                audit.record(request.db, audit.actor_of(request), "shop.settings", "", fields=sorted(raw))
+                flash(request, _("Settings saved."))
+                return HTTPFound(request.route_url("admin.settings"))
+        return self.page(fields=shop.FIELDS, values=values, errors=errors)
+
+    # -- jobs ----------------------------------------------------------------------
+    @view_config(route_name="admin.jobs", renderer=tpl("admin/jobs.pt"))
+    def jobs(self):
+        status = self.request.params.get("status", "dead")
+        if status not in (jobs.QUEUED, jobs.RUNNING, jobs.DONE, jobs.DEAD):
+            status = jobs.DEAD
+        rows = self.request.db.scalars(select(jobs.Job).where(jobs.Job.status == status)
+                                       .order_by(jobs.Job.id.desc()).limit(200)).all()
+        return self.page(rows=rows, status=status)
+
+    @view_config(route_name="admin.job.retry")
+    def retry_job(self):
+        try:
+            job_id = int(self.request.matchdict["id"])
+        except ValueError:
+            raise HTTPNotFound() from None
+        if jobs.retry_dead(self.request.db, job_id):
+            audit.record(self.request.db, audit.actor_of(self.request), "job.retry", str(job_id))
+            flash(self.request, _("The job is queued again."))
+        return HTTPFound(self.request.route_url("admin.jobs", _query={"status": "dead"}))
+
+    # -- payments ------------------------------------------------------------------
+    @view_config(route_name="admin.payments", renderer=tpl("admin/payments.pt"))
+    def payments(self):
+        db = self.request.db
+        attempts = db.scalars(select(PaymentAttempt).order_by(PaymentAttempt.id.desc()).limit(100)).all()
+        notices = db.scalars(select(PaymentNotice).order_by(PaymentNotice.id.desc()).limit(100)).all()
+        return self.page(attempts=attempts, notices=notices, gateways=payments.available_gateways(self.request),
+                         fmt=money.format_minor)
+
+    @view_config(route_name="admin.payments.test")
+    def test_payment(self):
+        """Pay a small amount through a gateway to check its settings end to end."""
+        request = self.request
+        gateway = payments.get_gateway(request, request.POST.get("gateway", ""))
+        currency = request.shop["currency"]
+        try:
+            amount = money.parse_minor(request.POST.get("amount", ""), currency)
+        except money.MoneyError:
+            amount = 0
+        if gateway is None or amount <= 0:
+            flash(request, _("Choose an enabled gateway and a positive amount."), "error")
+            return HTTPFound(request.route_url("admin.payments"))
+        attempt = payments.create_attempt(request, gateway, amount, currency,
+                                          request.localizer.translate(_("Gateway test payment")),
+                                          purpose="gateway_test")
+        action = gateway.create_payment(request, attempt)
+        audit.record(request.db, audit.actor_of(request), "payment.test", attempt.attempt_no, gateway=gateway.identifier)
+        if action.kind == "redirect" and action.url:
+            return HTTPFound(action.url)
+        flash(request, _("Payment ${no} created.", mapping={"no": attempt.attempt_no}))
+        return HTTPFound(request.route_url("admin.payments"))
+
+    @view_config(route_name="admin.audit", renderer=tpl("admin/audit.pt"))
+    def audit_log(self):
+        rows = self.request.db.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(200)).all()
+        return self.page(rows=rows)

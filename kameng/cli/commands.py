@@ -1,0 +1,358 @@
+"""What each ``kameng`` command does."""
+from __future__ import annotations
+
+import configparser
+import contextlib
+import logging
+import os
+import secrets
+import sys
+import threading
+
+from pyramid.paster import get_appsettings, setup_logging
+from pyramid.request import Request
+from pyramid.scripting import prepare
+from sqlalchemy import select
+
+from kameng import accounts
+from kameng.crypto import DecryptionError, KeyRingError, write_key_file
+from kameng.pluginhost import SECRET_MASK, PluginError, configure as configure_plugin, set_enabled
+from kameng.theming import ThemeError
+from kameng.types import SettingError
+
+
+class CLIError(Exception):
+    pass
+
+
+EXPECTED_ERRORS = (CLIError, accounts.AccountError, PluginError, SettingError, KeyRingError, DecryptionError,
+                   ThemeError, FileExistsError, PermissionError)
+
+
+def describe(exc) -> str:
+    if isinstance(exc, SettingError):
+        msg = exc.message
+        if hasattr(msg, "interpolate"):
+            msg = msg.interpolate()
+        return f"setting {exc.field_name}: {msg}"
+    return str(exc)
+
+
+# -- loading a shop ----------------------------------------------------------------
+
+
+def load_settings(config_path: str) -> dict:
+    if not os.path.isfile(config_path):
+        raise CLIError(f"no configuration file at {config_path} (use -c PATH, $KAMENG_CONFIG, or `kameng init`)")
+    path = os.path.abspath(config_path)
+    with contextlib.suppress(Exception):
+        setup_logging(path)
+    return dict(get_appsettings(path))
+
+
+def load_registry(config_path: str):
+    from kameng.config import configure
+
+    return configure(load_settings(config_path)).registry
+
+
+@contextlib.contextmanager
+def request_for(registry, actor="cli"):
+    """A request with its own transaction, committed when the block ends."""
+    base = registry.settings.get("kameng.base_url") or "http://127.0.0.1:6543"
+    req = Request.blank("/", base_url=base.rstrip("/"), environ={"kameng.write": True, "kameng.actor": actor})
+    env = prepare(request=req, registry=registry)
+    try:
+        with env["request"].tm:
+            yield env["request"]
+    finally:
+        env["closer"]()
+
+
+# -- init -------------------------------------------------------------------------
+
+INI = """\
+# kameng configuration (written by `kameng init`). Reference: docs/configuration.md
+[app:main]
+use = egg:kameng
+sqlalchemy.url = {db}
+kameng.data_dir = {data}
+kameng.key_file = %(here)s/secret.key
+kameng.session_secret = {session_secret}
+kameng.base_url = {base_url}
+kameng.theme = default
+kameng.secure_cookies = {secure}
+kameng.limits.orders_per_ip_per_minute = 20
+kameng.limits.lookups_per_ip_per_minute = 30
+pyramid.default_locale_name = zh_CN
+
+[server:main]
+use = egg:waitress#main
+listen = {listen}
+threads = 8
+trusted_proxy = 127.0.0.1
+trusted_proxy_headers = x-forwarded-for x-forwarded-proto x-forwarded-host
+clear_untrusted_proxy_headers = yes
+
+[loggers]
+keys = root, kameng, waitress
+
+[handlers]
+keys = console
+
+[formatters]
+keys = json
+
+[logger_root]
+level = WARNING
+handlers = console
+
+[logger_kameng]
+level = INFO
+handlers =
+qualname = kameng
+
+[logger_waitress]
+level = INFO
+handlers =
+qualname = waitress
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = json
+
+[formatter_json]
+class = kameng.logs.JsonFormatter
+"""
+
+
+def init(args) -> int:
+    data = os.path.abspath(args.data)
+    ini_path = os.path.join(data, "kameng.ini")
+    if os.path.exists(ini_path):
+        raise CLIError(f"{ini_path} already exists: this shop is set up (run `kameng -c {ini_path} migrate` to upgrade)")
+    password = args.admin_password or accounts.generate_password()
+    accounts.normalize_email(args.admin_email)
+    accounts.check_password_strength(password)
+    os.makedirs(data, mode=0o700, exist_ok=True)
+    db = args.db or f"sqlite:///{os.path.join(data, 'kameng.sqlite')}"
+    key_file = os.path.join(data, "secret.key")
+    if not os.path.exists(key_file):
+        write_key_file(key_file)
+    text = INI.format(db=db.replace("%", "%%"), data=data, session_secret=secrets.token_urlsafe(48),
+                      base_url=args.base_url, listen=args.listen,
+                      secure="true" if args.base_url.startswith("https://") else "false")
+    tmp_path = os.path.join(data, ".kameng-init.ini")  # renamed once the shop works
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    registry = load_registry(tmp_path)
+    from kameng.migrate import upgrade
+
+    upgrade(registry["kameng.engine"], registry["kameng.plugins"])
+    with request_for(registry, actor="kameng init") as request:
+        if accounts.find_user(request.db, args.admin_email) is None:
+            accounts.create_user(request.db, args.admin_email, password, role="admin")
+        host = registry["kameng.plugins"]
+        if "sandbox" in host.plugins and not host.plugins["sandbox"].errors:
+            configure_plugin(request, "sandbox", {"secret": secrets.token_hex(32)})
+            if args.demo:
+                set_enabled(request, "sandbox", True)
+        if args.demo:
+            from kameng.catalog.models import load_demo
+
+            load_demo(request.db)
+    os.replace(tmp_path, ini_path)
+    print(f"kameng is set up in {data}")
+    print(f"  config:   {ini_path}")
+    print(f"  database: {db.split('@')[-1] if '@' in db else db}")
+    print(f"  shop:     {args.base_url}/")
+    print(f"  admin:    {args.base_url}/admin")
+    print(f"  email:    {args.admin_email}")
+    if args.admin_password:
+        print("  password: (as given)")
+    else:
+        print(f"  password: {password}   <- shown once; change it after signing in")
+    return 0
+
+
+# -- serve and worker ---------------------------------------------------------------
+
+
+def _start_workers(registry, count: int) -> list:
+    from kameng.jobs import Worker
+
+    workers = []
+    for i in range(count):
+        w = Worker(registry)
+        t = threading.Thread(target=w.run_forever, name=f"kameng-worker-{i}", daemon=True)
+        t.start()
+        workers.append(w)
+    return workers
+
+
+def serve(args) -> int:
+    import waitress
+    from paste.deploy import loadapp
+
+    path = os.path.abspath(args.config)
+    load_settings(path)
+    app = loadapp(f"config:{path}")
+    registry = app.registry
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read(path, encoding="utf-8")
+    server = dict(cp.items("server:main")) if cp.has_section("server:main") else {}
+    server.pop("use", None)
+    listen = server.pop("listen", "127.0.0.1:6543")
+    host, _, port = listen.rpartition(":")
+    host = args.host or host or "127.0.0.1"
+    port = args.port or int(port or 6543)
+    server["threads"] = str(args.threads or server.get("threads", 8))
+    # waitress's polling thread and the request threads share the GIL: a short
+    # switch interval triples insert-heavy throughput (docs/performance.md).
+    sys.setswitchinterval(1e-4)
+    workers = [] if args.no_worker else _start_workers(registry, 1)
+    logging.getLogger("kameng").info("serving", extra={"path": f"http://{host}:{port}/"})
+    print(f"kameng serving on http://{host}:{port}/" + ("" if args.no_worker else " (with a worker)"), flush=True)
+    try:
+        waitress.serve(app, host=host, port=port, **server)
+    finally:
+        for w in workers:
+            w.stop.set()
+    return 0
+
+
+def worker(args) -> int:
+    registry = load_registry(args.config)
+    from kameng.jobs import Worker
+
+    if args.once:
+        w = Worker(registry)
+        w.schedule_due()
+        while w.run_one():
+            pass
+        return 0
+    workers = _start_workers(registry, max(1, args.threads))
+    print(f"kameng worker running ({len(workers)} thread(s)); Ctrl-C stops it", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        for w in workers:
+            w.stop.set()
+    return 0
+
+
+def migrate(args) -> int:
+    registry = load_registry(args.config)
+    from kameng.migrate import current_heads, upgrade
+
+    upgrade(registry["kameng.engine"], registry["kameng.plugins"])
+    current, _heads = current_heads(registry["kameng.engine"], registry["kameng.plugins"])
+    print("database at " + ", ".join(sorted(current)))
+    return 0
+
+
+# -- plugins ----------------------------------------------------------------------
+
+
+def plugins_list(args) -> int:
+    registry = load_registry(args.config)
+    host = registry["kameng.plugins"]
+    with request_for(registry) as request:
+        rows = []
+        for pid in sorted(host.plugins):
+            p = host.plugins[pid]
+            state = "broken" if p.errors else ("enabled" if pid in request.enabled_plugins else "disabled")
+            rows.append((pid, p.version, state, p.meta.name, "; ".join(p.errors)))
+    if not rows:
+        print("no plugin is installed")
+    for pid, version, state, name, errors in rows:
+        print(f"{pid:<16} {version:<10} {state:<9} {name}" + (f"  [{errors}]" if errors else ""))
+    return 0
+
+
+def _toggle(args, enabled: bool) -> int:
+    registry = load_registry(args.config)
+    with request_for(registry) as request:
+        set_enabled(request, args.name, enabled)
+    print(f"{args.name} {'enabled' if enabled else 'disabled'}")
+    return 0
+
+
+def plugins_enable(args) -> int:
+    return _toggle(args, True)
+
+
+def plugins_disable(args) -> int:
+    return _toggle(args, False)
+
+
+def plugins_configure(args) -> int:
+    values = {}
+    for pair in args.pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"expected key=value, got {pair!r}")
+        if value.startswith("@"):
+            try:
+                with open(value[1:], encoding="utf-8") as fh:
+                    value = fh.read().strip("\n")
+            except OSError as exc:
+                raise CLIError(f"cannot read {value[1:]}: {exc.strerror}") from None
+        values[key] = value
+    registry = load_registry(args.config)
+    with request_for(registry) as request:
+        configure_plugin(request, args.name, values)
+        fields = registry["kameng.plugins"].get(args.name).fields
+    for key in values:
+        shown = SECRET_MASK if fields[key].secret else values[key]
+        print(f"{args.name}.{key} = {shown}")
+    return 0
+
+
+# -- admin ------------------------------------------------------------------------
+
+
+def admin_create(args) -> int:
+    password = args.password or accounts.generate_password()
+    registry = load_registry(args.config)
+    with request_for(registry) as request:
+        accounts.create_user(request.db, args.email, password, role="admin")
+    print(f"admin {args.email} created")
+    if not args.password:
+        print(f"password: {password}")
+    return 0
+
+
+def admin_reset_password(args) -> int:
+    password = args.password or accounts.generate_password()
+    accounts.check_password_strength(password)
+    registry = load_registry(args.config)
+    with request_for(registry) as request:
+        user = accounts.find_user(request.db, args.email)
+        if user is None or not user.is_admin:
+            raise CLIError(f"no admin account {args.email}")
+        user.set_password(password)
+        user.failed_logins = 0
+        user.locked_until = None
+    print(f"password of {args.email} reset; its sessions are signed out")
+    if not args.password:
+        print(f"password: {password}")
+    return 0
+
+
+def admin_token_create(args) -> int:
+    registry = load_registry(args.config)
+    with request_for(registry) as request:
+        if args.email:
+            user = accounts.find_user(request.db, args.email)
+        else:
+            user = request.db.scalar(select(accounts.User).where(accounts.User.role == "admin")
+                                     .order_by(accounts.User.id).limit(1))
+        if user is None or not user.is_admin:
+            raise CLIError("no such admin account" if args.email else "there is no admin account yet")
+        token = accounts.create_token(request.db, user, args.name)
+    print(token)
+    return 0

@@ -1,0 +1,76 @@
+"""Building the application: settings, database, plugins, security, views."""
+from __future__ import annotations
+
+import os
+
+from pyramid.config import Configurator
+from pyramid.settings import asbool
+
+from kameng.crypto import KeyRing
+from kameng.pluginhost import PluginHost
+
+ENV_OVERRIDES = {
+    "KAMENG_DATABASE_URL": "sqlalchemy.url",
+    "KAMENG_BASE_URL": "kameng.base_url",
+    "KAMENG_REDIS_URL": "kameng.redis_url",
+}
+
+DEFAULTS = {
+    "kameng.theme": "default",
+    "kameng.login.max_failures": "5",
+    "kameng.login.lockout_minutes": "15",
+    "kameng.limits.orders_per_ip_per_minute": "20",
+    "kameng.limits.lookups_per_ip_per_minute": "30",
+    "tm.annotate_user": "false",
+    "retry.attempts": "3",
+}
+
+
+def prepare_settings(settings: dict) -> dict:
+    settings = {**DEFAULTS, **settings}
+    for env, key in ENV_OVERRIDES.items():
+        if os.environ.get(env):
+            settings[key] = os.environ[env]
+    data_dir = settings.get("kameng.data_dir")
+    if data_dir and not settings.get("kameng.themes_dir"):
+        settings["kameng.themes_dir"] = os.path.join(data_dir, "themes")
+    return settings
+
+
+def configure(settings: dict, extra_plugins=(), load_entrypoints=None) -> Configurator:
+    """The Pyramid configurator for a shop; ``make_wsgi_app()`` on it gives the app.
+
+    ``extra_plugins`` is a list of ``(plugin_id, module)`` registered as if
+    installed (for tests); ``load_entrypoints=False`` skips installed plugins.
+    """
+    settings = prepare_settings(settings)
+    if load_entrypoints is None:
+        load_entrypoints = asbool(settings.get("kameng.plugins.load_entrypoints", True))
+    config = Configurator(settings=settings)
+    config.registry["kameng.keyring"] = settings.get("kameng.keyring_object") or KeyRing.from_file(
+        settings["kameng.key_file"])
+    host = PluginHost.build(settings, extra_plugins=extra_plugins, load_entrypoints=load_entrypoints)
+    config.registry["kameng.plugins"] = host
+
+    config.include("pyramid_tm")
+    config.include("pyramid_retry")
+    config.include("pyramid_chameleon")
+    config.include("kameng.db")
+    config.include("kameng.i18n")
+    config.include("kameng.security")
+    config.include("kameng.shop")
+    config.include("kameng.pluginhost")
+    config.include("kameng.theming")
+
+    from kameng import jobs
+    from kameng.payments import service as payments
+
+    jobs.build_registries(config, host)
+    payments.build_registry(config, host)
+
+    config.include("kameng.routes")
+    for module in ("kameng.errors", "kameng.storefront.views", "kameng.admin.views", "kameng.api.views",
+                   "kameng.payments.views"):
+        config.scan(module)
+    config.commit()
+    return config

@@ -1,0 +1,131 @@
+"""Database: metadata with a naming convention, engines, request sessions.
+
+SQLite gets WAL, foreign keys and a real ``BEGIN`` (so savepoints work and a
+writing request takes the write lock up front with ``BEGIN IMMEDIATE``);
+PostgreSQL and MariaDB are used as they come.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import zope.sqlalchemy
+from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every backend (SQLite and MariaDB
+    drop the zone, so it is stored naive in UTC and given back aware)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.timezone.utc)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Let SQLAlchemy, not pysqlite, decide when a transaction begins.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        if conn.get_execution_options().get("kameng_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, **kw) -> Engine:
+    """An engine for ``url`` with kameng's per-dialect settings."""
+    if url.startswith("sqlite"):
+        kw.setdefault("connect_args", {"check_same_thread": False, "timeout": 10})
+        engine = create_engine(url, **kw)
+        _sqlite_setup(engine)
+        return engine
+    kw.setdefault("pool_pre_ping", True)
+    kw.setdefault("pool_recycle", 1800)
+    if url.startswith(("mysql", "mariadb")):
+        kw.setdefault("isolation_level", "READ COMMITTED")
+        if "charset=" not in url:
+            url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+    return create_engine(url, **kw)
+
+
+def engine_from_settings(settings: dict) -> Engine:
+    url = settings.get("sqlalchemy.url")
+    if not url:
+        raise ValueError("sqlalchemy.url is not set in the configuration")
+    return make_engine(url)
+
+
+def write_bind(engine: Engine) -> Engine:
+    """The same engine whose transactions take SQLite's write lock at BEGIN."""
+    return engine.execution_options(kameng_write=True)
+
+
+def is_sqlite(engine_or_session) -> bool:
+    bind = getattr(engine_or_session, "bind", engine_or_session)
+    return bind.dialect.name == "sqlite"
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _request_session(request) -> Session:
+    """The request's session, joined to ``request.tm`` (committed by pyramid_tm)."""
+    factory = request.registry["kameng.session_factory"]
+    # A request that will write takes SQLite's write lock at BEGIN; payment
+    # notifies write even when a gateway sends them as GET.
+    if request.method in UNSAFE_METHODS or request.environ.get("kameng.write") or request.path.startswith("/pay/"):
+        session = factory(bind=request.registry["kameng.write_engine"])
+    else:
+        session = factory()
+    zope.sqlalchemy.register(session, transaction_manager=request.tm)
+    return session
+
+
+def includeme(config):
+    settings = config.get_settings()
+    engine = settings.get("kameng.engine") or engine_from_settings(settings)
+    config.registry["kameng.engine"] = engine
+    config.registry["kameng.write_engine"] = write_bind(engine)
+    config.registry["kameng.session_factory"] = sessionmaker(bind=engine, expire_on_commit=False)
+    config.add_request_method(_request_session, "db", reify=True)

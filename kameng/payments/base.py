@@ -1,0 +1,50 @@
+"""The contract a payment gateway plugin implements.
+
+A gateway builds requests to its provider and verifies what the provider
+sends back; the core owns every money check (which attempt, which gateway,
+amount, currency, merchant, replays) and every state change.
+"""
+from __future__ import annotations
+
+from kameng.types import Notification, PaymentAction
+
+
+class NotificationRejected(Exception):
+    """Raised by :meth:`PaymentGateway.parse_notification` for a notify that
+    does not verify (bad or missing signature, stale timestamp, malformed
+    fields). The message is logged; it must not contain secrets."""
+
+
+class PaymentGateway:
+    #: the plugin id that provides the gateway; also the notify route's name
+    identifier: str = ""
+    #: shown to buyers (translatable)
+    public_name: str = ""
+    #: a test gateway: the storefront labels it as such and it moves no money
+    is_test: bool = False
+    #: the setting holding the merchant id the core compares with notifies
+    merchant_id_setting: str | None = None
+    refund_supported: bool = False
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+
+    def create_payment(self, request, attempt) -> PaymentAction:
+        """Build what the buyer needs to pay ``attempt`` (its ``attempt_no``
+        is the merchant order number the provider sees). Idempotent on
+        ``attempt.attempt_no``. No state changes."""
+        raise NotImplementedError
+
+    def parse_notification(self, request) -> Notification:
+        """Verify a notify request and report it. Raise
+        :class:`NotificationRejected` if it does not verify. No state changes."""
+        raise NotImplementedError
+
+    def ack(self, accepted: bool) -> tuple[int, str, str]:
+        """The reply the provider expects: ``(status, body, content_type)``."""
+        return (200, "success", "text/plain") if accepted else (400, "fail", "text/plain")
+
+    def query_payment(self, request, attempt) -> Notification | None:
+        """Ask the provider for the attempt's state (reconciliation). ``None``
+        when the provider has no record of it."""
+        return None

@@ -1,0 +1,134 @@
+"""Payment attempts and the core notify path.
+
+A gateway plugin only verifies and reports; this module decides. It binds a
+notification to its attempt (and so to the gateway and merchant), compares
+amount and currency with what the attempt asked for, and moves the attempt
+to ``paid`` exactly once, under a row lock. Replays answer success and change
+nothing; a second, different trade for a paid attempt is recorded for refund.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+
+from sqlalchemy import select
+
+from kameng import money
+from kameng.db import utcnow
+from kameng.payments.base import PaymentGateway
+from kameng.payments.models import FAILED, PAID, PENDING, PaymentAttempt, PaymentNotice
+from kameng.types import Notification
+
+log = logging.getLogger(__name__)
+
+_SENSITIVE = ("sign", "key", "secret", "token", "password", "signature", "cert")
+
+
+def redact(params: dict) -> dict:
+    """A copy of notify parameters safe to store and show: signatures, keys
+    and tokens replaced, long values cut."""
+    out = {}
+    for k, v in list(params.items())[:100]:
+        key = str(k)[:64]
+        if any(s in key.lower() for s in _SENSITIVE):
+            out[key] = "[redacted]"
+        else:
+            out[key] = str(v)[:300]
+    return out
+
+
+def build_registry(config, host) -> None:
+    gateways: dict[str, tuple[str, type]] = {}
+    for pid, cls in host.collect_by_plugin("kameng_payment_gateways"):
+        if not (isinstance(cls, type) and issubclass(cls, PaymentGateway)):
+            raise RuntimeError(f"plugin {pid} returned {cls!r}, not a PaymentGateway subclass")
+        if not cls.identifier or cls.identifier in gateways:
+            raise RuntimeError(f"payment gateway identifier {cls.identifier!r} is empty or taken")
+        gateways[cls.identifier] = (pid, cls)
+    config.registry["kameng.gateways"] = gateways
+
+
+def get_gateway(request, identifier: str) -> PaymentGateway | None:
+    """The gateway instance, configured, or None if unknown or its plugin is disabled."""
+    entry = request.registry["kameng.gateways"].get(identifier)
+    if entry is None or entry[0] not in request.enabled_plugins:
+        return None
+    pid, cls = entry
+    return cls(request.plugin_settings(pid))
+
+
+def available_gateways(request) -> list[PaymentGateway]:
+    return [g for g in (get_gateway(request, i) for i in sorted(request.registry["kameng.gateways"])) if g]
+
+
+def new_attempt_no() -> str:
+    """Unique and not guessable: time for sorting, 64 random bits for the rest."""
+    return utcnow().strftime("P%Y%m%d%H%M%S") + f"{secrets.randbits(64):020d}"[:18]
+
+
+def create_attempt(request, gateway: PaymentGateway, amount: int, currency: str, subject: str,
+                   purpose: str = "order", channel: str | None = None) -> PaymentAttempt:
+    if amount <= 0:
+        raise ValueError("a payment needs a positive amount")
+    attempt = PaymentAttempt(attempt_no=new_attempt_no(), gateway=gateway.identifier, channel=channel,
+                             purpose=purpose, subject=subject[:255], amount=amount, currency=currency,
+                             status=PENDING, created_by=getattr(request.user, "email", "") or "")
+    request.db.add(attempt)
+    request.db.flush()
+    return attempt
+
+
+def record_notice(request, gateway_id: str, attempt_no, verified: bool, outcome: str, detail: str,
+                  params: dict) -> None:
+    request.db.add(PaymentNotice(gateway=gateway_id, attempt_no=(attempt_no or None) and str(attempt_no)[:64],
+                                 verified=verified, outcome=outcome, detail=detail[:255],
+                                 remote_addr=(request.client_addr or "")[:64],
+                                 payload=json.dumps(redact(params), ensure_ascii=False)))
+
+
+def apply_notification(request, gateway: PaymentGateway, n: Notification) -> tuple[bool, str, str]:
+    """Apply a verified notification. Returns ``(accept, outcome, detail)``:
+    ``accept`` says whether to acknowledge it to the gateway."""
+    db = request.db
+    attempt = db.scalar(select(PaymentAttempt).where(PaymentAttempt.attempt_no == n.attempt_no).with_for_update())
+    if attempt is None:
+        return False, "unknown_attempt", "no payment attempt with this number"
+    if attempt.gateway != gateway.identifier:
+        return False, "wrong_gateway", f"the attempt belongs to {attempt.gateway}"
+    if gateway.merchant_id_setting:
+        ours = str(gateway.settings.get(gateway.merchant_id_setting) or "")
+        if not ours or n.merchant_id != ours:
+            return False, "wrong_merchant", "the notify is for another merchant account"
+    if (n.currency or "").upper() != attempt.currency.upper():
+        return False, "currency_mismatch", f"{n.currency} is not {attempt.currency}"
+    if n.status != PAID:
+        if n.status == FAILED and attempt.status == PENDING:
+            attempt.status = FAILED
+        return True, "not_paid", f"status {n.status}"
+    try:
+        amount = money.to_minor(n.amount, attempt.currency)
+    except money.MoneyError:
+        return False, "bad_amount", "amount has more places than the currency"
+    if amount != attempt.amount:
+        log.error("payment_amount_mismatch", extra={"attempt_no": attempt.attempt_no, "gateway": gateway.identifier})
+        return False, "amount_mismatch", (f"paid {money.format_minor(amount, attempt.currency)}, "
+                                          f"expected {money.format_minor(attempt.amount, attempt.currency)}")
+    if not n.provider_trade_no:
+        return False, "no_trade_no", "the notify has no provider trade number"
+    if attempt.status == PAID:
+        if attempt.provider_trade_no == n.provider_trade_no:
+            return True, "duplicate", "already applied"
+        log.error("payment_paid_twice", extra={"attempt_no": attempt.attempt_no, "gateway": gateway.identifier})
+        return True, "second_payment", "a second trade for a paid attempt: refund it"
+    taken = db.scalar(select(PaymentAttempt.id).where(PaymentAttempt.gateway == gateway.identifier,
+                                                      PaymentAttempt.provider_trade_no == n.provider_trade_no))
+    if taken is not None:
+        return False, "trade_no_reused", "this provider trade already paid another attempt"
+    attempt.status = PAID
+    attempt.provider_trade_no = n.provider_trade_no[:128]
+    attempt.paid_at = utcnow()
+    db.flush()
+    request.hooks.kameng_payment_succeeded(request=request, attempt=attempt)
+    log.info("payment_applied", extra={"attempt_no": attempt.attempt_no, "gateway": gateway.identifier})
+    return True, "applied", ""

@@ -1,0 +1,43 @@
+"""The sandbox's pay page: the buyer chooses the outcome, the page signs a
+notify with the plugin's secret and hands it to the same core path a real
+gateway's notify goes through."""
+from __future__ import annotations
+
+from pyramid.httpexceptions import HTTPFound, HTTPNotFound
+from pyramid.view import view_config
+from sqlalchemy import select
+
+from kameng.money import format_minor
+from kameng.payments.models import PaymentAttempt
+from kameng.payments.service import get_gateway
+from kameng.payments.views import process
+
+from kameng_sandbox.gateway import signed_fields
+
+
+def _attempt(request):
+    attempt = request.db.scalar(select(PaymentAttempt).where(
+        PaymentAttempt.attempt_no == request.matchdict["attempt_no"], PaymentAttempt.gateway == "sandbox"))
+    if attempt is None:
+        raise HTTPNotFound()
+    return attempt
+
+
+@view_config(route_name="sandbox.pay", request_method="GET",
+             renderer="kameng_sandbox:templates/pay.pt")
+def pay_page(request):
+    attempt = _attempt(request)
+    return {"attempt": attempt, "amount": format_minor(attempt.amount, attempt.currency)}
+
+
+@view_config(route_name="sandbox.pay", request_method="POST")
+def pay_submit(request):
+    attempt = _attempt(request)
+    outcome = request.POST.get("outcome")
+    if outcome not in ("paid", "failed"):
+        raise HTTPNotFound()
+    gateway = get_gateway(request, "sandbox")
+    fields = signed_fields(attempt.attempt_no, format_minor(attempt.amount, attempt.currency), outcome,
+                           gateway.settings["secret"])
+    process(request, gateway, gateway.verify(fields, request.shop["currency"]), fields)
+    return HTTPFound(request.route_url("sandbox.pay", attempt_no=attempt.attempt_no))

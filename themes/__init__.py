@@ -1,0 +1,1 @@
+"""Bundled themes (installed as ``kameng.themes``); ``default`` is complete."""
