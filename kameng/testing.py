@@ -1,0 +1,228 @@
+"""A pytest plugin for kameng and for plugin repositories.
+
+Use it from a plugin's ``conftest.py``::
+
+    pytest_plugins = ["kameng.testing"]
+
+It gives a migrated database (SQLite in a temporary folder, or the database
+named by ``KAMENG_TEST_DATABASE_URL``), emptied after every test, and
+fixtures for the app: ``make_app``, ``app``, ``testapp``, ``registry``,
+``admin``, ``login`` and ``live_server``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+
+import pytest
+from sqlalchemy import MetaData, text
+
+from kameng.crypto import new_key_line
+
+SESSION_SECRET = "test-session-secret-" + "x" * 32
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin-password-1"
+
+
+def test_database_url(tmp_dir: str) -> str:
+    return os.environ.get("KAMENG_TEST_DATABASE_URL") or f"sqlite:///{os.path.join(tmp_dir, 'kameng-test.sqlite')}"
+
+
+def drop_everything(engine) -> None:
+    """Drop every table (a clean slate on a shared server database)."""
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name in ("mysql", "mariadb"):
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+            for table in meta.sorted_tables:
+                conn.execute(text(f"DROP TABLE IF EXISTS `{table.name}`"))
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+        else:
+            meta.drop_all(conn)
+
+
+def empty_tables(engine, keep=("alembic_version",)) -> None:
+    meta = MetaData()
+    meta.reflect(engine)
+    tables = [t for t in reversed(meta.sorted_tables) if t.name not in keep]
+    with engine.begin() as conn:
+        for table in tables:
+            conn.execute(table.delete())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def kameng_tmp(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("kameng"))
+
+
+@pytest.fixture(scope="session")
+def key_file(kameng_tmp):
+    path = os.path.join(kameng_tmp, "secret.key")
+    with open(path, "w") as fh:
+        fh.write(new_key_line() + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def db_url(kameng_tmp):
+    return test_database_url(kameng_tmp)
+
+
+@pytest.fixture(scope="session")
+def base_settings(db_url, key_file, kameng_tmp):
+    return {
+        "sqlalchemy.url": db_url,
+        "kameng.key_file": key_file,
+        "kameng.session_secret": SESSION_SECRET,
+        "kameng.base_url": "http://localhost",
+        "kameng.data_dir": kameng_tmp,
+        "kameng.jobs.retry_base_seconds": "0.01",
+        "kameng.jobs.poll_interval": "0.05",
+        "pyramid.default_locale_name": "en",
+    }
+
+
+@pytest.fixture(scope="session")
+def _fresh_database(base_settings):
+    from kameng.db import make_engine
+
+    engine = make_engine(base_settings["sqlalchemy.url"])
+    drop_everything(engine)
+    engine.dispose()
+    return True
+
+
+@pytest.fixture(scope="session")
+def make_app(base_settings, _fresh_database):
+    """``make_app(extra_plugins=[(id, module)], **settings)`` → a migrated WSGI app."""
+    from kameng.config import configure
+    from kameng.migrate import upgrade
+
+    made = []
+
+    def factory(extra_plugins=(), **overrides):
+        settings = {**base_settings, **overrides}
+        config = configure(settings, extra_plugins=extra_plugins)
+        upgrade(config.registry["kameng.engine"], config.registry["kameng.plugins"])
+        app = config.make_wsgi_app()
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        app.registry["kameng.engine"].dispose()
+
+
+@pytest.fixture(scope="session")
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def registry(app):
+    return app.registry
+
+
+@pytest.fixture(autouse=True)
+def _empty_database_after_test(request):
+    yield
+    if "make_app" in request.fixturenames:
+        app_factory = request.getfixturevalue("make_app")
+        from kameng.db import make_engine
+
+        engine = make_engine(request.getfixturevalue("db_url"))
+        try:
+            empty_tables(engine)
+        finally:
+            engine.dispose()
+        del app_factory
+
+
+@pytest.fixture
+def testapp(app):
+    import webtest
+
+    return webtest.TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+
+
+@contextlib.contextmanager
+def app_request(registry, actor="test"):
+    """A request with its own committed transaction, for arranging data."""
+    from kameng.cli.commands import request_for
+
+    with request_for(registry, actor=actor) as req:
+        yield req
+
+
+@pytest.fixture
+def admin(registry):
+    from kameng import accounts
+
+    with app_request(registry) as req:
+        accounts.create_user(req.db, ADMIN_EMAIL, ADMIN_PASSWORD, role="admin")
+    return ADMIN_EMAIL, ADMIN_PASSWORD
+
+
+def login(testapp, email, password):
+    page = testapp.get("/login")
+    form = page.forms["login-form"]
+    form["email"] = email
+    form["password"] = password
+    return form.submit(expect_errors=True)
+
+
+@pytest.fixture
+def admin_app(testapp, admin):
+    resp = login(testapp, *admin)
+    assert resp.status_int == 302, resp.text
+    return testapp
+
+
+class LiveServer:
+    def __init__(self, app, port):
+        import waitress.server
+
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = waitress.server.create_server(app, host="127.0.0.1", port=port, threads=8)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("live server did not start")
+
+    def stop(self):
+        self.server.close()
+
+
+@pytest.fixture
+def live_server(app):
+    server = LiveServer(app, free_port()).start()
+    yield server
+    server.stop()
+
+
+def set_plugin(registry, plugin_id, enabled=None, **settings):
+    from kameng.pluginhost import configure, set_enabled
+
+    with app_request(registry) as req:
+        if settings:
+            configure(req, plugin_id, settings)
+        if enabled is not None:
+            set_enabled(req, plugin_id, enabled)
+
