@@ -1,13 +1,24 @@
-"""Migrations of the core and every installed plugin, each on its own Alembic branch."""
+"""Migrations of the core and of every installed plugin.
+
+The core's revisions live in ``migrations/versions`` and are tracked in the
+``alembic_version`` table. Each plugin ships its own version directory
+(``kameng_migration_locations``) tracked in its own table
+``alembic_version_<plugin id>``, and is upgraded after the core. So a plugin
+can be installed, upgraded or removed without the others' histories getting
+in the way: a removed plugin's tables and version row simply stay.
+"""
 from __future__ import annotations
 
 import os
+import re
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from pyramid.path import AssetResolver
+
+CORE = "kameng"
 
 
 def _location(spec: str) -> str:
@@ -16,32 +27,49 @@ def _location(spec: str) -> str:
     return AssetResolver().resolve(spec).abspath()
 
 
-def alembic_config(engine, host) -> Config:
+def version_table(branch: str) -> str:
+    if branch == CORE:
+        return "alembic_version"
+    return "alembic_version_" + re.sub(r"[^a-z0-9_]", "_", branch.lower())[:40]
+
+
+def branches(host) -> dict[str, list[str]]:
+    """``{branch: [version directories]}``, the core first."""
     import kameng.migrations
 
     here = os.path.dirname(os.path.abspath(kameng.migrations.__file__))
+    out = {CORE: [os.path.join(here, "versions")]}
+    for pid, spec in host.collect_by_plugin("kameng_migration_locations"):
+        out.setdefault(pid, []).append(_location(spec))
+    return out
+
+
+def alembic_config(branch: str, locations: list[str]) -> Config:
+    import kameng.migrations
+
     cfg = Config()
-    cfg.set_main_option("script_location", here)
-    locations = [os.path.join(here, "versions")]
-    for _pid, spec in host.collect_by_plugin("kameng_migration_locations"):
-        locations.append(_location(spec))
-    # ";" never occurs in these paths; alembic splits on it with path_separator=";"
+    cfg.set_main_option("script_location", os.path.dirname(os.path.abspath(kameng.migrations.__file__)))
     cfg.set_main_option("path_separator", ";")
     cfg.set_main_option("version_locations", ";".join(locations))
+    cfg.attributes["version_table"] = version_table(branch)
     return cfg
 
 
 def upgrade(engine, host) -> None:
-    cfg = alembic_config(engine, host)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")
+    for branch, locations in branches(host).items():
+        cfg = alembic_config(branch, locations)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")
 
 
 def current_heads(engine, host) -> tuple[set, set]:
-    """(revisions the database is at, head revisions available)."""
-    cfg = alembic_config(engine, host)
-    script = ScriptDirectory.from_config(cfg)
-    with engine.connect() as conn:
-        current = set(MigrationContext.configure(conn).get_current_heads())
-    return current, set(script.get_heads())
+    """(revisions the database is at, head revisions available), over all branches."""
+    current, heads = set(), set()
+    for branch, locations in branches(host).items():
+        cfg = alembic_config(branch, locations)
+        heads |= set(ScriptDirectory.from_config(cfg).get_heads())
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"version_table": version_table(branch)})
+            current |= set(ctx.get_current_heads())
+    return current, heads

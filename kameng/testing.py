@@ -45,10 +45,10 @@ def drop_everything(engine) -> None:
             meta.drop_all(conn)
 
 
-def empty_tables(engine, keep=("alembic_version",)) -> None:
+def empty_tables(engine, keep_prefix="alembic_version") -> None:
     meta = MetaData()
     meta.reflect(engine)
-    tables = [t for t in reversed(meta.sorted_tables) if t.name not in keep]
+    tables = [t for t in reversed(meta.sorted_tables) if not t.name.startswith(keep_prefix)]
     with engine.begin() as conn:
         for table in tables:
             conn.execute(table.delete())

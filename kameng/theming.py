@@ -88,10 +88,13 @@ def includeme(config):
     chain = theme_chain(settings.get("kameng.theme", "default"), settings.get("kameng.themes_dir"))
     plugin_packages = [p.package for p in config.registry["kameng.plugins"].plugins.values() if p.package]
     for path in reversed(chain):  # the most specific theme is registered last and wins
-        config.override_asset(f"{DEFAULT_SPEC}templates/", os.path.join(path, "templates") + os.sep)
-        config.override_asset(f"{DEFAULT_SPEC}static/", os.path.join(path, "static") + os.sep)
-        for pkg in plugin_packages:
-            config.override_asset(f"{pkg}:templates/", os.path.join(path, "plugins", pkg, "templates") + os.sep)
+        overrides = [(f"{DEFAULT_SPEC}templates/", os.path.join(path, "templates")),
+                     (f"{DEFAULT_SPEC}static/", os.path.join(path, "static"))]
+        overrides += [(f"{pkg}:templates/", os.path.join(path, "plugins", pkg, "templates"))
+                      for pkg in plugin_packages]
+        for spec, folder in overrides:
+            if os.path.isdir(folder):
+                config.override_asset(spec, folder + os.sep)
     config.add_static_view("static", f"{DEFAULT_SPEC}static/", cache_max_age=3600)
     config.add_subscriber(_before_render, BeforeRender)
     config.add_subscriber(_security_headers, NewResponse)

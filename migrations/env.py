@@ -1,4 +1,5 @@
-"""Alembic environment: the core's branch and every installed plugin's branch.
+"""Alembic environment for the core and for each installed plugin (each with
+its own version table, see :mod:`kameng.migrate`).
 
 Run through ``kameng migrate`` (see :mod:`kameng.migrate`), which passes the
 connection in ``config.attributes["connection"]``.
@@ -21,7 +22,7 @@ def run_migrations_online():
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        version_table="alembic_version",
+        version_table=config.attributes.get("version_table", "alembic_version"),
     )
     with context.begin_transaction():
         context.run_migrations()

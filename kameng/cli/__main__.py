@@ -1,0 +1,5 @@
+import sys
+
+from kameng.cli import main
+
+sys.exit(main())

@@ -1,0 +1,164 @@
+"""The kameng command line: init, plugins, admin, errors."""
+import os
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from kameng.cli import main
+from kameng.testing import free_port
+
+
+@pytest.fixture
+def shop(tmp_path, capsys):
+    data = tmp_path / "shop"
+    assert main(["init", "--data", str(data), "--demo", "--admin-email", "boss@example.com"]) == 0
+    out = capsys.readouterr().out
+    password = [ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("password:")][0]
+    return data, str(data / "kameng.ini"), password
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_init_writes_private_config_and_key(shop):
+    data, ini, password = shop
+    assert stat.S_IMODE(os.stat(data / "secret.key").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(ini).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+    text = (data / "kameng.ini").read_text()
+    assert "kameng.session_secret = " in text and password not in text
+    assert len(password) >= 16
+    assert not os.path.exists(data / ".kameng-init.ini")
+
+
+def test_init_refuses_an_existing_shop(shop, capsys):
+    data, _ini, _pw = shop
+    code, _out, err = run(capsys, "init", "--data", str(data))
+    assert code == 1 and err.startswith("kameng: error: ") and "already exists" in err
+    assert err.count("\n") == 1
+
+
+def test_init_demo_enables_sandbox_and_loads_catalog(shop, capsys):
+    _data, ini, _pw = shop
+    code, out, _err = run(capsys, "-c", ini, "plugins", "list")
+    assert code == 0
+    line = [ln for ln in out.splitlines() if ln.startswith("sandbox")][0]
+    assert "enabled" in line
+    from pyramid.paster import get_app
+    import webtest
+
+    app = webtest.TestApp(get_app(ini))
+    assert "Steam" in app.get("/").text
+    app.app.registry["kameng.engine"].dispose()
+
+
+def test_plugins_enable_disable_configure(shop, capsys):
+    _data, ini, _pw = shop
+    assert run(capsys, "-c", ini, "plugins", "disable", "sandbox")[1] == "sandbox disabled\n"
+    assert "disabled" in run(capsys, "-c", ini, "plugins", "list")[1]
+    assert run(capsys, "-c", ini, "plugins", "enable", "sandbox")[0] == 0
+    code, out, _ = run(capsys, "-c", ini, "plugins", "configure", "sandbox", "secret=" + "n" * 40)
+    assert code == 0 and out == "sandbox.secret = ********\n"
+    code, _out, err = run(capsys, "-c", ini, "plugins", "configure", "sandbox", "secret=short")
+    assert code == 1 and err == "kameng: error: setting secret: must be at least 16 characters\n"
+    code, _out, err = run(capsys, "-c", ini, "plugins", "configure", "sandbox", "colour=red")
+    assert code == 1 and "is not a setting of this plugin" in err
+    code, _out, err = run(capsys, "-c", ini, "plugins", "enable", "nope")
+    assert code == 1 and err == "kameng: error: no plugin 'nope' is installed\n"
+
+
+def test_configure_reads_a_value_from_a_file(shop, capsys, tmp_path):
+    _data, ini, _pw = shop
+    f = tmp_path / "secret.txt"
+    f.write_text("m" * 32 + "\n")
+    assert run(capsys, "-c", ini, "plugins", "configure", "sandbox", f"secret=@{f}")[0] == 0
+    code, _o, err = run(capsys, "-c", ini, "plugins", "configure", "sandbox", f"secret=@{tmp_path}/missing")
+    assert code == 1 and "cannot read" in err
+
+
+def test_admin_commands_and_token(shop, capsys):
+    _data, ini, _pw = shop
+    code, out, _ = run(capsys, "-c", ini, "admin", "create", "--email", "second@example.com")
+    assert code == 0 and "password: " in out
+    code, _o, err = run(capsys, "-c", ini, "admin", "create", "--email", "second@example.com")
+    assert code == 1 and "already exists" in err
+    code, out, _ = run(capsys, "-c", ini, "admin", "reset-password", "--email", "second@example.com",
+                       "--password", "a-new-password-123")
+    assert code == 0
+    code, _o, err = run(capsys, "-c", ini, "admin", "reset-password", "--email", "nobody@example.com")
+    assert code == 1 and "no admin account" in err
+    code, out, _ = run(capsys, "-c", ini, "admin", "token", "create", "deploy-bot")
+    token = out.strip()
+    assert code == 0 and token.startswith("kmg_")
+    from pyramid.paster import get_app
+    import webtest
+
+    app = webtest.TestApp(get_app(ini))
+    items = app.get("/api/v1/admin/plugins", headers={"Authorization": f"Bearer {token}"}).json["items"]
+    assert any(p["id"] == "sandbox" for p in items)
+    app.app.registry["kameng.engine"].dispose()
+
+
+def test_missing_config_is_one_clear_line(capsys, tmp_path):
+    code, _o, err = run(capsys, "-c", str(tmp_path / "nope.ini"), "migrate")
+    assert code == 1 and err.startswith("kameng: error: no configuration file at ") and err.count("\n") == 1
+
+
+def test_config_from_environment(shop, capsys, monkeypatch):
+    _data, ini, _pw = shop
+    monkeypatch.setenv("KAMENG_CONFIG", ini)
+    code, out, _ = run(capsys, "migrate")
+    assert code == 0 and out.startswith("database at 0001")
+
+
+@pytest.mark.parametrize("argv", [[], ["init"], ["serve"], ["worker"], ["migrate"], ["plugins"],
+                                  ["plugins", "configure"], ["admin"], ["admin", "token", "create"]])
+def test_every_command_has_help(argv):
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--help"])
+    assert info.value.code == 0
+
+
+@pytest.mark.slow
+def test_disable_takes_effect_in_a_running_server(shop):
+    """`kameng plugins disable sandbox` from another process: the running
+    server's /pay/sandbox/... answers 404 at once, and comes back on enable."""
+    _data, ini, _pw = shop
+    port = free_port()
+    kameng = [sys.executable, "-m", "kameng.cli", "-c", ini]
+    server = subprocess.Popen([*kameng, "serve", "--port", str(port), "--no-worker"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/pay/sandbox/notify"
+
+    def status():
+        try:
+            with urllib.request.urlopen(url, b"attempt_no=x", timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            e.close()
+            return e.code
+
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert status() == 400  # enabled: the notify is verified (and refused)
+        subprocess.run([*kameng, "plugins", "disable", "sandbox"], check=True, capture_output=True)
+        assert status() == 404
+        subprocess.run([*kameng, "plugins", "enable", "sandbox"], check=True, capture_output=True)
+        assert status() == 400
+    finally:
+        server.terminate()
+        server.wait(10)
