@@ -167,3 +167,9 @@ def test_concurrent_identical_notifies_pay_exactly_once(live_server, registry, s
     with app_request(registry) as req:
         assert req.db.scalar(select(func.count()).select_from(PaymentAttempt).where(
             PaymentAttempt.status == "paid")) == 1
+
+
+def test_attempt_numbers_fit_every_gateway():
+    numbers = {service.new_attempt_no() for _ in range(1000)}
+    assert len(numbers) == 1000
+    assert all(len(n) == 32 and n.isalnum() for n in numbers)

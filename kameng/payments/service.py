@@ -63,8 +63,9 @@ def available_gateways(request) -> list[PaymentGateway]:
 
 
 def new_attempt_no() -> str:
-    """Unique and not guessable: time for sorting, 64 random bits for the rest."""
-    return utcnow().strftime("P%Y%m%d%H%M%S") + f"{secrets.randbits(64):020d}"[:18]
+    """32 characters (WeChat Pay's limit), unique and not guessable: the time
+    for sorting, then 19 random digits (63 bits)."""
+    return utcnow().strftime("P%y%m%d%H%M%S") + f"{secrets.randbelow(10 ** 19):019d}"
 
 
 def create_attempt(request, gateway: PaymentGateway, amount: int, currency: str, subject: str,
