@@ -122,7 +122,21 @@ def _request_session(request) -> Session:
     return session
 
 
+def _mark_sqlite_busy_retryable() -> None:
+    """A SQLite "database is locked" error aborts the transaction whole;
+    pyramid_retry may then run the request again (zope.sqlalchemy already
+    does this for PostgreSQL serialization failures and MySQL deadlocks)."""
+    import sqlite3
+
+    from zope.sqlalchemy import datamanager
+
+    entry = (sqlite3.OperationalError, lambda e: "locked" in str(e) or "busy" in str(e))
+    if not any(err is sqlite3.OperationalError for err, _test in datamanager._retryable_errors):
+        datamanager._retryable_errors.append(entry)
+
+
 def includeme(config):
+    _mark_sqlite_busy_retryable()
     settings = config.get_settings()
     engine = settings.get("kameng.engine") or engine_from_settings(settings)
     config.registry["kameng.engine"] = engine

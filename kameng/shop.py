@@ -36,8 +36,12 @@ FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 DEFAULTS = {f.name: f.default for f in FIELDS}
 
 
-def load(db) -> dict:
+def load(db, default_language: str | None = None) -> dict:
+    """The settings in force; ``default_language`` is what an unset language
+    falls back to (the ini's ``pyramid.default_locale_name``)."""
     values = dict(DEFAULTS)
+    if default_language in ("zh_CN", "en"):
+        values["default_language"] = default_language
     for row in db.scalars(select(ShopSetting)):
         if row.key in FIELDS_BY_NAME:
             values[row.key] = json.loads(row.value)
@@ -63,5 +67,9 @@ def save(db, raw: dict) -> dict:
     return parsed
 
 
+def _shop(request) -> dict:
+    return load(request.db, request.registry.settings.get("pyramid.default_locale_name"))
+
+
 def includeme(config):
-    config.add_request_method(lambda request: load(request.db), "shop", reify=True)
+    config.add_request_method(_shop, "shop", reify=True)
