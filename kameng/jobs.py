@@ -88,9 +88,9 @@ def retry_dead(db, job_id: int) -> bool:
 
 
 class ClaimedJob:
-    def __init__(self, job: Job):
-        self.id, self.kind, self.attempts, self.max_attempts = job.id, job.kind, job.attempts, job.max_attempts
-        self.payload = json.loads(job.payload or "{}")
+    def __init__(self, id, kind, payload, attempts, max_attempts):
+        self.id, self.kind, self.attempts, self.max_attempts = id, kind, attempts, max_attempts
+        self.payload = json.loads(payload or "{}")
 
 
 class Worker:
@@ -109,34 +109,44 @@ class Worker:
         self.stop = threading.Event()
 
     # -- claim ------------------------------------------------------------------------
-    def _runnable_kinds(self, session) -> list[str]:
+    def _runnable_kinds(self, conn) -> list[str]:
         from kameng.pluginhost import PluginState
 
-        enabled = set(session.scalars(select(PluginState.id).where(PluginState.enabled.is_(True))))
+        enabled = set(conn.execute(select(PluginState.id).where(PluginState.enabled.is_(True))).scalars())
         return [k for k, (owner, _h) in self.handlers.items() if owner is None or owner in enabled]
 
     def claim(self) -> ClaimedJob | None:
+        """Take the next due job (or one whose lease ran out) in one short
+        write transaction: ``UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING``
+        on SQLite (serialised by BEGIN IMMEDIATE) and PostgreSQL (``FOR UPDATE
+        SKIP LOCKED`` in the subquery); MariaDB cannot update the table it
+        selects from, so there it is a locking SELECT, then the UPDATE."""
         engine = self.registry["kameng.write_engine"]
-        with Session(engine, expire_on_commit=False) as s, s.begin():
-            kinds = self._runnable_kinds(s)
+        dialect = engine.dialect.name
+        now = utcnow()
+        with engine.begin() as conn:
+            kinds = self._runnable_kinds(conn)
             if not kinds:
                 return None
-            now = utcnow()
-            stmt = (select(Job)
-                    .where(Job.kind.in_(kinds))
+            pick = (select(Job.id).where(Job.kind.in_(kinds))
                     .where(or_(and_(Job.status == QUEUED, Job.run_at <= now),
                                and_(Job.status == RUNNING, Job.lease_until < now)))
                     .order_by(Job.run_at, Job.id).limit(1))
-            if engine.dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE already serialises
-                stmt = stmt.with_for_update(skip_locked=True)
-            job = s.scalar(stmt)
-            if job is None:
-                return None
-            job.status = RUNNING
-            job.locked_by = self.worker_id
-            job.lease_until = now + dt.timedelta(seconds=self.lease_seconds)
-            job.attempts += 1
-            return ClaimedJob(job)
+            if dialect != "sqlite":
+                pick = pick.with_for_update(skip_locked=True)
+            take = dict(status=RUNNING, locked_by=self.worker_id, attempts=Job.attempts + 1,
+                        lease_until=now + dt.timedelta(seconds=self.lease_seconds))
+            cols = (Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts)
+            if dialect in ("sqlite", "postgresql"):
+                row = conn.execute(update(Job).where(Job.id == pick.scalar_subquery()).values(**take)
+                                   .returning(*cols)).first()
+            else:
+                job_id = conn.execute(pick).scalar()
+                if job_id is None:
+                    return None
+                conn.execute(update(Job).where(Job.id == job_id).values(**take))
+                row = conn.execute(select(*cols).where(Job.id == job_id)).first()
+            return ClaimedJob(*row) if row is not None else None
 
     # -- run --------------------------------------------------------------------------
     def make_request(self):
@@ -160,7 +170,8 @@ class Worker:
                 handler.func(request, job.payload)
                 res = request.db.execute(
                     update(Job).where(Job.id == job.id, Job.locked_by == self.worker_id, Job.status == RUNNING)
-                    .values(status=DONE, finished_at=utcnow(), lease_until=None, last_error=""))
+                    .values(status=DONE, finished_at=utcnow(), lease_until=None, last_error="")
+                    .execution_options(synchronize_session=False))
                 if res.rowcount != 1:
                     raise LeaseLost(job.id)
             log.info("job_done", extra={"job_id": job.id, "kind": job.kind, "attempt": job.attempts})
@@ -182,8 +193,8 @@ class Worker:
         else:
             values.update(status=QUEUED, run_at=utcnow() + dt.timedelta(
                 seconds=backoff_seconds(job.attempts, self.retry_base)))
-        with Session(engine) as s, s.begin():
-            s.execute(update(Job).where(Job.id == job.id, Job.locked_by == self.worker_id).values(**values))
+        with engine.begin() as conn:
+            conn.execute(update(Job).where(Job.id == job.id, Job.locked_by == self.worker_id).values(**values))
         if dead:
             log.error("job_dead", extra={"job_id": job.id, "kind": job.kind, "attempts": job.attempts})
 
