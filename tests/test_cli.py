@@ -162,3 +162,37 @@ def test_disable_takes_effect_in_a_running_server(shop):
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.mark.slow
+def test_worker_runs_jobs_and_stops_on_sigterm(shop):
+    import signal
+
+    from pyramid.paster import get_app
+    from sqlalchemy import select
+
+    from kameng.jobs import Job
+
+    _data, ini, _pw = shop
+    worker = subprocess.Popen([sys.executable, "-m", "kameng.cli", "-c", ini, "worker"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    app = get_app(ini)
+    engine = app.registry["kameng.engine"]
+    try:
+        deadline = time.time() + 30
+        statuses = []
+        while time.time() < deadline:
+            with engine.connect() as conn:
+                statuses = conn.execute(select(Job.status).where(Job.kind == "kameng.jobs.cleanup")).scalars().all()
+            if statuses == ["done"]:
+                break
+            time.sleep(0.2)
+        assert statuses == ["done"]  # the hourly cleanup was scheduled and run
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+        assert "kameng worker running" in worker.stdout.read()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.stdout.close()
+        engine.dispose()

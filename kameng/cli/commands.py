@@ -6,8 +6,10 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
 import sys
 import threading
+import time
 
 from pyramid.paster import get_appsettings, setup_logging
 from pyramid.request import Request
@@ -187,10 +189,27 @@ def _start_workers(registry, count: int) -> list:
     workers = []
     for i in range(count):
         w = Worker(registry)
-        t = threading.Thread(target=w.run_forever, name=f"kameng-worker-{i}", daemon=True)
-        t.start()
+        w.thread = threading.Thread(target=w.run_forever, name=f"kameng-worker-{i}", daemon=True)
+        w.thread.start()
         workers.append(w)
     return workers
+
+
+def _stop_workers(workers, timeout: float = 30) -> None:
+    """Let each worker finish the job in hand (its lease would otherwise
+    make the job wait), then return."""
+    for w in workers:
+        w.stop.set()
+    for w in workers:
+        w.thread.join(timeout)
+
+
+def _exit_on_sigterm() -> None:
+    """systemd stops services with SIGTERM: leave the serve loop as on Ctrl-C."""
+    def handler(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def serve(args) -> int:
@@ -214,13 +233,13 @@ def serve(args) -> int:
     # switch interval triples insert-heavy throughput (docs/performance.md).
     sys.setswitchinterval(1e-4)
     workers = [] if args.no_worker else _start_workers(registry, 1)
+    _exit_on_sigterm()
     logging.getLogger("kameng").info("serving", extra={"path": f"http://{host}:{port}/"})
     print(f"kameng serving on http://{host}:{port}/" + ("" if args.no_worker else " (with a worker)"), flush=True)
     try:
         waitress.serve(app, host=host, port=port, **server)
     finally:
-        for w in workers:
-            w.stop.set()
+        _stop_workers(workers)
     return 0
 
 
@@ -235,12 +254,13 @@ def worker(args) -> int:
             pass
         return 0
     workers = _start_workers(registry, max(1, args.threads))
+    _exit_on_sigterm()
     print(f"kameng worker running ({len(workers)} thread(s)); Ctrl-C stops it", flush=True)
     try:
-        threading.Event().wait()
+        while all(w.thread.is_alive() for w in workers):
+            time.sleep(1)
     finally:
-        for w in workers:
-            w.stop.set()
+        _stop_workers(workers)
     return 0
 
 
