@@ -16,6 +16,7 @@ ENV_OVERRIDES = {
 }
 
 DEFAULTS = {
+    "kameng.base_url": "http://127.0.0.1:6543",
     "kameng.theme": "default",
     "kameng.login.max_failures": "5",
     "kameng.login.lockout_minutes": "15",

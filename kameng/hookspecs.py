@@ -19,10 +19,12 @@ hookspec = pluggy.HookspecMarker("kameng")
 def kameng_migration_locations():
     """Return a list of Alembic version directories (asset specs like
     ``"kameng_example:migrations"`` or absolute paths) that hold the plugin's
-    own migration branch. The branch label must be the plugin id.
+    own migrations. They are tracked in the table ``alembic_version_<plugin
+    id>`` and run after the core's, so they need no ``depends_on``.
 
     Called by ``kameng migrate`` and ``kameng init`` for every *installed*
-    plugin, enabled or not, so a plugin's tables exist before it is enabled.
+    plugin, enabled or not, so a plugin's tables exist before it is enabled
+    (enabling is refused while its migrations are behind).
 
     .. versionadded:: 0.1
     """

@@ -109,11 +109,17 @@ class Worker:
         self.stop = threading.Event()
 
     # -- claim ------------------------------------------------------------------------
-    def _runnable_kinds(self, conn) -> list[str]:
+    def _active_owners(self, conn) -> set:
+        """Plugins whose jobs may run now: enabled and not broken."""
         from kameng.pluginhost import PluginState
 
+        host = self.registry["kameng.plugins"]
         enabled = set(conn.execute(select(PluginState.id).where(PluginState.enabled.is_(True))).scalars())
-        return [k for k, (owner, _h) in self.handlers.items() if owner is None or owner in enabled]
+        return {pid for pid in enabled if pid in host.plugins and not host.plugins[pid].errors}
+
+    def _runnable_kinds(self, conn) -> list[str]:
+        active = self._active_owners(conn)
+        return [k for k, (owner, _h) in self.handlers.items() if owner is None or owner in active]
 
     def claim(self) -> ClaimedJob | None:
         """Take the next due job (or one whose lease ran out) in one short
@@ -202,17 +208,20 @@ class Worker:
     def schedule_due(self) -> None:
         now = time.time()
         due = []
-        for sj in self.scheduled:
+        for owner, sj in self.scheduled:
             slot = int(now // sj.every_seconds)
             if self._last_slots.get(sj.name) != slot:
-                due.append((sj, slot))
+                due.append((owner, sj, slot))
         if not due:
             return
         engine = self.registry["kameng.write_engine"]
         with Session(engine) as s, s.begin():
-            for sj, slot in due:
-                enqueue(s, sj.kind, sj.payload, dedupe_key=f"schedule:{sj.name}:{slot}")
-        for sj, slot in due:
+            active = self._active_owners(s.connection())
+            for owner, sj, slot in due:
+                # a disabled plugin's schedule does not pile up jobs while it is off
+                if owner is None or owner in active:
+                    enqueue(s, sj.kind, sj.payload, dedupe_key=f"schedule:{sj.name}:{slot}")
+        for _owner, sj, slot in due:
             self._last_slots[sj.name] = slot
 
     def run_forever(self) -> None:
@@ -243,4 +252,5 @@ def build_registries(config, host) -> None:
             raise RuntimeError(f"two handlers for job kind {handler.kind!r}")
         handlers[handler.kind] = (None if pid == "kameng.core" else pid, handler)
     config.registry["kameng.job_handlers"] = handlers
-    config.registry["kameng.scheduled_jobs"] = [sj for _pid, sj in host.collect_by_plugin("kameng_scheduled_jobs")]
+    config.registry["kameng.scheduled_jobs"] = [(None if pid == "kameng.core" else pid, sj)
+                                                for pid, sj in host.collect_by_plugin("kameng_scheduled_jobs")]

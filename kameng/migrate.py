@@ -73,3 +73,16 @@ def current_heads(engine, host) -> tuple[set, set]:
             ctx = MigrationContext.configure(conn, opts={"version_table": version_table(branch)})
             current |= set(ctx.get_current_heads())
     return current, heads
+
+
+def pending_branches(engine, host) -> set[str]:
+    """Branches whose database revision is not at their head."""
+    out = set()
+    for branch, locations in branches(host).items():
+        cfg = alembic_config(branch, locations)
+        heads = set(ScriptDirectory.from_config(cfg).get_heads())
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"version_table": version_table(branch)})
+            if set(ctx.get_current_heads()) != heads:
+                out.add(branch)
+    return out

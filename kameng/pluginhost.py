@@ -21,6 +21,7 @@ import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 from pyramid.httpexceptions import HTTPNotFound
+from pyramid.viewderivers import INGRESS
 from sqlalchemy import Boolean, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -142,10 +143,14 @@ class PluginHost:
         return caller
 
     def collect_by_plugin(self, hook_name: str) -> list[tuple[str, object]]:
-        """Call a start-up hook on every installed plugin (enabled or not) and
-        return ``(plugin_id, item)`` for each item of each result list."""
+        """Call a start-up hook on every installed, compatible plugin (enabled
+        or not) and return ``(plugin_id, item)`` for each item of each result
+        list; the core's own items come as ``"kameng.core"``."""
         out = []
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            plugin = self.plugins.get(impl.plugin_name)
+            if plugin is not None and plugin.errors:
+                continue  # an incompatible plugin contributes nothing
             result = impl.function()
             for item in result or ():
                 out.append((impl.plugin_name, item))
@@ -237,6 +242,10 @@ def set_enabled(request, plugin_id: str, enabled: bool) -> None:
         missing = host.missing_required(plugin_id, values)
         if missing:
             raise PluginError(f"{plugin_id} cannot be enabled before these settings are set: {', '.join(missing)}")
+        from kameng.migrate import pending_branches
+
+        if plugin_id in pending_branches(request.registry["kameng.engine"], host):
+            raise PluginError(f"{plugin_id} has database migrations to run first: run `kameng migrate`")
     if state.enabled == enabled:
         return
     state.enabled = enabled
@@ -296,7 +305,9 @@ def includeme(config):
     config.add_request_method(_enabled_plugins, "enabled_plugins", reify=True)
     config.add_request_method(_hooks, "hooks", reify=True)
     config.add_request_method(_plugin_settings, "plugin_settings")
-    config.add_view_deriver(plugin_view_deriver)
+    # outermost: a disabled plugin's page is a 404 for everyone, before any
+    # permission check could redirect to the login page
+    config.add_view_deriver(plugin_view_deriver, under=INGRESS, over="secured_view")
     for pid, plugin in host.plugins.items():
         if plugin.module is not None and not plugin.errors and hasattr(plugin.module, "includeme"):
             config.include(plugin.module)

@@ -1,7 +1,15 @@
 """Every core route, in one place."""
 
 
+def public_url(request, route_name: str, **kw) -> str:
+    """A URL on ``kameng.base_url``, for anything sent outside the request
+    (notify and return URLs, emails): never built from the Host header."""
+    base = request.registry.settings["kameng.base_url"].rstrip("/")
+    return request.route_url(route_name, _app_url=base, **kw)
+
+
 def includeme(config):
+    config.add_request_method(public_url, "public_url")
     # storefront
     config.add_route("home", "/")
     config.add_route("language", "/language/{lang}")

@@ -153,7 +153,7 @@ def test_disabled_plugins_jobs_wait(plug_app):
 def test_scheduled_jobs_are_enqueued_once_per_period_across_workers(registry):
     a, b = _worker(registry), _worker(registry)
     for w in (a, b):
-        w.scheduled = [ScheduledJob("tick", "test.record", every_seconds=3600, payload={"n": 0})]
+        w.scheduled = [(None, ScheduledJob("tick", "test.record", every_seconds=3600, payload={"n": 0}))]
         w.schedule_due()
         w.schedule_due()
     with app_request(registry) as req:
@@ -229,3 +229,19 @@ def test_job_payload_round_trips_unicode(registry):
     with app_request(registry) as req:
         job = jobs.enqueue(req.db, "test.record", {"n": 1, "note": "卡密"})
         assert json.loads(job.payload)["note"] == "卡密"
+
+
+def test_a_disabled_plugins_schedule_does_not_pile_up(plug_app):
+    from kameng.testing import set_plugin
+
+    registry = plug_app.registry
+    w = jobs.Worker(registry)
+    w.scheduled = [("testplug", ScheduledJob("tp", "testplug.record", every_seconds=1, payload={}))]
+    w.schedule_due()
+    with app_request(registry) as req:
+        assert req.db.scalar(select(func.count()).select_from(jobs.Job)) == 0
+    set_plugin(registry, "testplug", enabled=True, api_key="k" * 12)
+    w._last_slots.clear()
+    w.schedule_due()
+    with app_request(registry) as req:
+        assert req.db.scalar(select(func.count()).select_from(jobs.Job)) == 1

@@ -173,3 +173,18 @@ def test_attempt_numbers_fit_every_gateway():
     numbers = {service.new_attempt_no() for _ in range(1000)}
     assert len(numbers) == 1000
     assert all(len(n) == 32 and n.isalnum() for n in numbers)
+
+
+def test_pay_urls_use_the_configured_base_url_not_the_host_header(registry, sandbox):
+    from pyramid.request import Request
+    from pyramid.scripting import prepare
+
+    env = prepare(request=Request.blank("/", base_url="http://evil.example"), registry=registry)
+    req = env["request"]
+    try:
+        with req.tm:
+            gw = service.get_gateway(req, "sandbox")
+            action = gw.create_payment(req, service.create_attempt(req, gw, 100, "CNY", "x"))
+    finally:
+        env["closer"]()
+    assert action.url.startswith("http://localhost/pay/sandbox/pay/P")

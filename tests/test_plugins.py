@@ -172,3 +172,21 @@ def test_admin_api_configures_and_toggles(plug_app, plug_testapp, admin):
     plug_testapp.patch("/api/v1/admin/plugins/testplug", "not json", headers=auth, status=400)
     plug_testapp.patch_json("/api/v1/admin/plugins/testplug", {"enabled": "yes"}, headers=auth, status=422)
     plug_testapp.get("/api/v1/admin/plugins/nope", headers=auth, status=404)
+
+
+def test_disabled_plugin_page_is_404_even_for_anonymous_visitors(plug_app, plug_testapp):
+    """The plugin check runs before the permission check: no login redirect
+    tells a visitor that a disabled plugin exists."""
+    import kameng_testplug  # noqa: F401
+
+    plug_testapp.get("/-/testplug/admin", status=404)
+    set_plugin(plug_app.registry, "testplug", enabled=True, api_key="k" * 12)
+    plug_testapp.get("/-/testplug/admin", status=302)  # enabled: admins only
+
+
+def test_enabling_waits_for_migrations(plug_app, monkeypatch):
+    from kameng import migrate
+
+    monkeypatch.setattr(migrate, "pending_branches", lambda engine, host: {"testplug"})
+    with pytest.raises(PluginError, match="kameng migrate"):
+        set_plugin(plug_app.registry, "testplug", enabled=True, api_key="k" * 12)

@@ -43,8 +43,9 @@ def build_registry(config, host) -> None:
     for pid, cls in host.collect_by_plugin("kameng_payment_gateways"):
         if not (isinstance(cls, type) and issubclass(cls, PaymentGateway)):
             raise RuntimeError(f"plugin {pid} returned {cls!r}, not a PaymentGateway subclass")
-        if not cls.identifier or cls.identifier in gateways:
-            raise RuntimeError(f"payment gateway identifier {cls.identifier!r} is empty or taken")
+        if cls.identifier != pid:
+            # notifies arrive at /pay/<plugin id>/notify (API.md)
+            raise RuntimeError(f"plugin {pid} offers a gateway named {cls.identifier!r}: it must be {pid!r}")
         gateways[cls.identifier] = (pid, cls)
     config.registry["kameng.gateways"] = gateways
 

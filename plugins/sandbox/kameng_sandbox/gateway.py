@@ -33,7 +33,7 @@ class SandboxGateway(PaymentGateway):
     is_test = True
 
     def create_payment(self, request, attempt) -> PaymentAction:
-        return PaymentAction(kind="redirect", url=request.route_url("sandbox.pay", attempt_no=attempt.attempt_no))
+        return PaymentAction(kind="redirect", url=request.public_url("sandbox.pay", attempt_no=attempt.attempt_no))
 
     def verify(self, fields: dict, currency: str, now: float | None = None) -> Notification:
         """Check a notify's fields exactly as they arrived; raise on anything off.

@@ -78,6 +78,12 @@ def ping(request):
     return {"pong": True, "mode": request.plugin_settings("testplug")["mode"]}
 
 
+@view_config(route_name="testplug.admin", renderer="json", permission="admin")
+def admin_page(request):
+    return {"admin": True}
+
+
 def includeme(config):
     config.add_route("testplug.ping", "/-/testplug/ping")
+    config.add_route("testplug.admin", "/-/testplug/admin")
     config.scan(__name__)
