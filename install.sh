@@ -466,4 +466,6 @@ elif [ "$SYSTEMD" -eq 0 ]; then
     note "- for a public shop: sudo ./install.sh --data $DATA --systemd --domain YOUR.DOMAIN"
     note "  (services that start at boot, and an nginx reverse proxy with HTTPS via certbot)"
 fi
-note "- back up regularly: $KAMENG -c $INI backup"
+if "$KAMENG" --help 2>/dev/null | grep -qw backup; then
+    note "- back up regularly: $KAMENG -c $INI backup"
+fi
