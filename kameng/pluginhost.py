@@ -48,7 +48,12 @@ class PluginState(Base):
 
 
 class PluginError(Exception):
-    """A plugin operation the caller asked for cannot be done (clear message)."""
+    """A plugin operation the caller asked for cannot be done. ``message``
+    is translatable; ``str()`` gives it in English (the CLI)."""
+
+    def __init__(self, message):
+        super().__init__(message.interpolate() if hasattr(message, "interpolate") else message)
+        self.message = message
 
 
 @dataclass
@@ -167,7 +172,7 @@ class PluginHost:
     def get(self, plugin_id: str) -> InstalledPlugin:
         plugin = self.plugins.get(plugin_id)
         if plugin is None:
-            raise PluginError(f"no plugin {plugin_id!r} is installed")
+            raise PluginError(_("No plugin ${id} is installed.", mapping={"id": repr(plugin_id)}))
         return plugin
 
     def read_settings(self, plugin_id: str, state: PluginState | None, keyring) -> dict:
@@ -235,17 +240,20 @@ def set_enabled(request, plugin_id: str, enabled: bool) -> None:
     host: PluginHost = request.registry["kameng.plugins"]
     plugin = host.get(plugin_id)
     if enabled and plugin.errors:
-        raise PluginError(f"{plugin_id} cannot be enabled: {'; '.join(plugin.errors)}")
+        raise PluginError(_("${id} cannot be enabled: it does not work with this version of kameng.",
+                            mapping={"id": plugin_id}))
     state = _state(request.db, plugin_id, lock=True)
     if enabled:
         values = host.read_settings(plugin_id, state, request.registry["kameng.keyring"])
         missing = host.missing_required(plugin_id, values)
         if missing:
-            raise PluginError(f"{plugin_id} cannot be enabled before these settings are set: {', '.join(missing)}")
+            raise PluginError(_("${id} cannot be enabled before these settings are set: ${names}",
+                                mapping={"id": plugin_id, "names": ", ".join(missing)}))
         from kameng.migrate import pending_branches
 
         if plugin_id in pending_branches(request.registry["kameng.engine"], host):
-            raise PluginError(f"{plugin_id} has database migrations to run first: run `kameng migrate`")
+            raise PluginError(_("${id} has database migrations to run first: run `kameng migrate`.",
+                                mapping={"id": plugin_id}))
     if state.enabled == enabled:
         return
     state.enabled = enabled

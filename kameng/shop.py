@@ -28,7 +28,7 @@ FIELDS = (
     SettingField("contact", _("Customer service contact"), default="", max_length=200),
     SettingField("currency", _("Currency"), type="choice", choices=CURRENCIES, default="CNY", required=True),
     SettingField("default_language", _("Default language"), type="choice", choices=("zh_CN", "en"),
-                 default="zh_CN", required=True),
+                 choice_labels=("简体中文", "English"), default="zh_CN", required=True),
     SettingField("icp", _("ICP filing number (shown in the footer)"), default="", max_length=64),
     SettingField("announcement", _("Announcement on the home page"), type="text", default="", max_length=2000),
 )

@@ -67,7 +67,19 @@ def _before_render(event: BeforeRender) -> None:
         event["fields_macro"] = get_renderer(tpl("admin/fields.pt")).implementation()
         request = event.get("request")
         if request is not None:
+            from kameng.admin.views import admin_sections
+
             event["csrf_token"] = lambda: get_csrf_token(request)
+            event["admin_sections"] = lambda: admin_sections(request)
+            event["slot"] = lambda name: _slot_html(request, name)
+
+
+def _slot_html(request, slot: str) -> list[str]:
+    """Escaped HTML fragments enabled plugins put into a storefront slot."""
+    blocks = []
+    for result in request.hooks.kameng_storefront_blocks(request=request, slot=slot):
+        blocks.extend(result or ())
+    return [b.html for b in sorted(blocks, key=lambda b: b.order)]
 
 
 CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "

@@ -47,6 +47,13 @@ class SettingField:
     min_value: int | None = None
     max_value: int | None = None
     pattern: str | None = None
+    #: what the admin form shows for each of ``choices`` (same order)
+    choice_labels: tuple = ()
+
+    def choice_label(self, choice: str):
+        if choice in self.choices and len(self.choice_labels) == len(self.choices):
+            return self.choice_labels[self.choices.index(choice)]
+        return choice
 
     def parse(self, raw) -> Any:
         """Turn a submitted value (a string, or already typed) into the stored value."""

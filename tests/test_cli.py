@@ -72,7 +72,7 @@ def test_plugins_enable_disable_configure(shop, capsys):
     code, _out, err = run(capsys, "-c", ini, "plugins", "configure", "sandbox", "colour=red")
     assert code == 1 and "is not a setting of this plugin" in err
     code, _out, err = run(capsys, "-c", ini, "plugins", "enable", "nope")
-    assert code == 1 and err == "kameng: error: no plugin 'nope' is installed\n"
+    assert code == 1 and err == "kameng: error: No plugin 'nope' is installed.\n"
 
 
 def test_configure_reads_a_value_from_a_file(shop, capsys, tmp_path):

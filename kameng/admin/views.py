@@ -24,11 +24,35 @@ CORE_MENU = [
 ]
 
 
+SECTIONS = {"shop": _("Shop"), "plugins": _("Plugins"), "system": _("System")}
+
+STATUS_LABELS = {"pending": _("Pending"), "paid": _("Paid"), "failed": _("Failed"), "closed": _("Closed")}
+OUTCOME_LABELS = {"applied": _("Applied"), "duplicate": _("Already applied"), "not_paid": _("Not paid"),
+                  "rejected": _("Rejected (signature)"), "unknown_attempt": _("Unknown payment"),
+                  "wrong_gateway": _("Wrong gateway"), "wrong_merchant": _("Wrong merchant"),
+                  "currency_mismatch": _("Wrong currency"), "amount_mismatch": _("Wrong amount"),
+                  "bad_amount": _("Bad amount"), "no_trade_no": _("No trade number"),
+                  "second_payment": _("Paid twice: refund"), "trade_no_reused": _("Trade number reused")}
+
+
 def admin_menu(request) -> list[MenuItem]:
+    """The admin menu items this user may see, core and plugins', in order."""
     items = list(CORE_MENU)
     for result in request.hooks.kameng_admin_menu(request=request):
         items.extend(result or ())
     return sorted((i for i in items if request.has_permission(i.permission)), key=lambda i: (i.order, i.route_name))
+
+
+def admin_sections(request) -> list[tuple]:
+    """The menu grouped by section: ``[(label, [MenuItem, ...]), ...]``.
+    Every admin page gets it from the admin layout; a plugin's admin view
+    passes nothing."""
+    grouped: dict[str, list] = {}
+    for item in admin_menu(request):
+        grouped.setdefault(item.section, []).append(item)
+    order = list(SECTIONS)
+    keys = sorted(grouped, key=lambda k: (order.index(k) if k in order else len(order), k))
+    return [(SECTIONS.get(k, k), grouped[k]) for k in keys]
 
 
 def flash(request, message, queue="info"):
@@ -41,7 +65,6 @@ class AdminViews:
         self.request = request
 
     def page(self, **values):
-        values.setdefault("menu", admin_menu(self.request))
         return values
 
     @view_config(route_name="admin.home", renderer=tpl("admin/dashboard.pt"))
@@ -69,7 +92,7 @@ class AdminViews:
         try:
             set_enabled(self.request, pid, enable)
         except PluginError as exc:
-            self.request.session.flash(str(exc), "error")
+            flash(self.request, exc.message, "error")
         else:
             flash(self.request, _("Plugin ${id} enabled.", mapping={"id": pid}) if enable
                   else _("Plugin ${id} disabled.", mapping={"id": pid}))
@@ -149,7 +172,7 @@ class AdminViews:
         attempts = db.scalars(select(PaymentAttempt).order_by(PaymentAttempt.id.desc()).limit(100)).all()
         notices = db.scalars(select(PaymentNotice).order_by(PaymentNotice.id.desc()).limit(100)).all()
         return self.page(attempts=attempts, notices=notices, gateways=payments.available_gateways(self.request),
-                         fmt=money.format_minor)
+                         fmt=money.format_minor, status_labels=STATUS_LABELS, outcome_labels=OUTCOME_LABELS)
 
     @view_config(route_name="admin.payments.test")
     def test_payment(self):

@@ -75,7 +75,7 @@ def patch_plugin(request):
         raise APIError(422, "invalid_setting", exc.message, field=exc.field_name) from None
     except PluginError as exc:
         request.tm.doom()
-        raise APIError(409, "plugin_unavailable", str(exc)) from None
+        raise APIError(409, "plugin_unavailable", exc.message) from None
     request.db.expire_all()
     request.__dict__.pop("plugin_states", None)
     request.__dict__.pop("enabled_plugins", None)

@@ -19,18 +19,11 @@ def safe_next(request, target: str | None, default: str) -> str:
     return default
 
 
-def blocks(request, slot: str) -> list[str]:
-    out = []
-    for result in request.hooks.kameng_storefront_blocks(request=request, slot=slot):
-        out.extend(result or ())
-    return [b.html for b in sorted(out, key=lambda b: b.order)]
-
-
 @view_config(route_name="home", renderer=tpl("storefront/home.pt"))
 def home(request):
     from kameng.catalog.models import visible_catalog
 
-    return {"categories": visible_catalog(request.db), "blocks": blocks, "fmt": format_minor}
+    return {"categories": visible_catalog(request.db), "fmt": format_minor}
 
 
 @view_config(route_name="language")

@@ -6,7 +6,7 @@ from kameng.types import PluginMeta, SettingField
 from kameng_sandbox.gateway import SandboxGateway
 
 PLUGIN = PluginMeta(
-    name="Sandbox payments (test)",
+    name=_("Sandbox payments (test)"),
     description=_("A test gateway for demos and development: the buyer chooses success or failure. "
                   "It moves no money; disable it before you sell for real."),
     author="kameng developers",

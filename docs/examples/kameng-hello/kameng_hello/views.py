@@ -9,7 +9,6 @@ from pyramid.view import view_config
 from sqlalchemy import func, select
 
 from kameng import jobs
-from kameng.admin.views import admin_menu
 
 from kameng_hello.models import HelloVisit
 
@@ -19,7 +18,6 @@ from kameng_hello.models import HelloVisit
 def admin_page(request):
     db = request.db
     return {
-        "menu": admin_menu(request),  # the admin layout draws the sidebar from it
         "greeting": request.plugin_settings("hello")["greeting"],
         "total": db.scalar(select(func.count()).select_from(HelloVisit)),
         "visits": db.scalars(select(HelloVisit).order_by(HelloVisit.id.desc()).limit(10)).all(),
