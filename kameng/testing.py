@@ -211,8 +211,11 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(app):
-    server = LiveServer(app, free_port()).start()
+def live_server(make_app):
+    """A real waitress server on 127.0.0.1 whose ``kameng.base_url`` is its
+    own address, so URLs it hands out (gateway pay pages) lead back to it."""
+    port = free_port()
+    server = LiveServer(make_app(**{"kameng.base_url": f"http://127.0.0.1:{port}"}), port).start()
     yield server
     server.stop()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+from urllib.parse import urlsplit
 
 from pyramid.events import BeforeRender, NewResponse
 from pyramid.csrf import get_csrf_token
@@ -82,8 +83,16 @@ def _slot_html(request, slot: str) -> list[str]:
     return [b.html for b in sorted(blocks, key=lambda b: b.order)]
 
 
+# form-action also governs where a form's POST may redirect: payment
+# gateways answer a checkout POST with a redirect to their own HTTPS pages,
+# and the shop's public URL may differ from the host the admin used.
 CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
-       "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+       "object-src 'none'; base-uri 'self'; form-action 'self' {public} https:; frame-ancestors 'none'")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
 def _security_headers(event: NewResponse) -> None:
@@ -92,7 +101,8 @@ def _security_headers(event: NewResponse) -> None:
     h.setdefault("X-Frame-Options", "DENY")
     h.setdefault("Referrer-Policy", "same-origin")
     if (event.response.content_type or "").startswith("text/html"):
-        h.setdefault("Content-Security-Policy", CSP)
+        public = _origin(event.request.registry.settings.get("kameng.base_url", ""))
+        h.setdefault("Content-Security-Policy", CSP.format(public=public).replace("  ", " "))
 
 
 def includeme(config):

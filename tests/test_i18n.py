@@ -202,7 +202,7 @@ def test_test_settings_default_to_english(testapp):
 def test_shop_default_language_is_chinese(testapp, registry):
     _set_shop_language(registry, "zh_CN")
     resp = testapp.get("/login")
-    assert '<html lang="zh_CN"' in resp.text
+    assert '<html lang="zh-CN"' in resp.text
     assert "登录" in resp.text and "密码" in resp.text and "邮箱" in resp.text
     assert "Sign in" not in resp.text and "Password" not in resp.text
 

@@ -257,7 +257,7 @@ def test_admin_test_payment_through_the_sandbox(page, admin, registry, screensho
     expect(page.locator("#attempts tbody tr")).to_have_count(0)
 
     form = page.locator("form#test-payment")
-    expect(form.locator("select[name=gateway] option")).to_have_text([re.compile(r"Sandbox.*\(TEST\)")])
+    expect(form.locator("select[name=gateway] option")).to_have_text([re.compile(r"Sandbox \(test payment\)")])
     form.locator("input[name=amount]").fill("12.34")
     form.get_by_role("button", name="Pay").click()
 
