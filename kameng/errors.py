@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from pyramid.csrf import get_csrf_token  # noqa: F401 (re-exported for templates)
 from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
 from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPFound
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config

@@ -316,6 +316,6 @@ def includeme(config):
     # outermost: a disabled plugin's page is a 404 for everyone, before any
     # permission check could redirect to the login page
     config.add_view_deriver(plugin_view_deriver, under=INGRESS, over="secured_view")
-    for pid, plugin in host.plugins.items():
+    for _pid, plugin in host.plugins.items():
         if plugin.module is not None and not plugin.errors and hasattr(plugin.module, "includeme"):
             config.include(plugin.module)

@@ -4,7 +4,7 @@ import json
 import pytest
 from sqlalchemy import inspect, select
 
-from kameng.pluginhost import PluginError, PluginState, configure, set_enabled
+from kameng.pluginhost import PluginError, PluginState, configure
 from kameng.testing import app_request, login, set_plugin
 from kameng.types import SettingError
 
