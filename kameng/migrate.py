@@ -55,12 +55,36 @@ def alembic_config(branch: str, locations: list[str]) -> Config:
     return cfg
 
 
+class MigrationError(Exception):
+    pass
+
+
 def upgrade(engine, host) -> None:
+    """Upgrade the core, then every installed plugin, to their heads.
+
+    On SQLite, foreign keys are off while migrating: Alembic's batch mode
+    rebuilds a table by copying and dropping it, and with foreign keys on,
+    dropping ``products`` would cascade-delete every SKU. The keys are
+    checked once the migrations are done.
+    """
+    sqlite = engine.dialect.name == "sqlite"
     for branch, locations in branches(host).items():
         cfg = alembic_config(branch, locations)
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "heads")
+        with engine.connect() as conn:
+            if sqlite:  # must be set outside a transaction
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "heads")
+                if sqlite:
+                    problems = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    conn.rollback()
+                    if problems:
+                        raise MigrationError(f"migrating {branch} broke foreign keys: {problems[:5]}")
+            finally:
+                if sqlite:
+                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def current_heads(engine, host) -> tuple[set, set]:

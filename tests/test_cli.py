@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from sqlalchemy import select
 
 from kameng.cli import main
 from kameng.testing import free_port
@@ -116,7 +117,7 @@ def test_config_from_environment(shop, capsys, monkeypatch):
     _data, ini, _pw = shop
     monkeypatch.setenv("KAMENG_CONFIG", ini)
     code, out, _ = run(capsys, "migrate")
-    assert code == 0 and out.startswith("database at 0001")
+    assert code == 0 and out.startswith("database at 000")
 
 
 @pytest.mark.parametrize("argv", [[], ["init"], ["serve"], ["worker"], ["migrate"], ["plugins"],
@@ -196,3 +197,33 @@ def test_worker_runs_jobs_and_stops_on_sigterm(shop):
             worker.kill()
         worker.stdout.close()
         engine.dispose()
+
+
+def test_keys_import_and_rotate(shop, capsys, tmp_path):
+    _data, ini, _pw = shop
+    f = tmp_path / "keys.txt"
+    f.write_text("卡号,卡密\nC1,S1\nC2,S2\nC2,S2\nbroken\n", encoding="utf-8")
+    code, out, _ = run(capsys, "-c", ini, "keys", "import", "--sku", "STEAM-CNY-50", "--separator", ",", str(f))
+    assert code == 0 and out.startswith("imported 2, skipped 2 (1 duplicates, 1 invalid lines)")
+    code, out, _ = run(capsys, "-c", ini, "keys", "import", "--sku", "STEAM-CNY-50", "--separator", ",", str(f))
+    assert out.startswith("imported 0, skipped 4 (3 duplicates, 1 invalid lines)")
+    code, _o, err = run(capsys, "-c", ini, "keys", "import", "--sku", "NOPE", str(f))
+    assert code == 1 and err == "kameng: error: no SKU with code 'NOPE'\n"
+    code, _o, err = run(capsys, "-c", ini, "keys", "import", "--sku", "STEAM-CNY-50", str(tmp_path / "missing"))
+    assert code == 1 and "cannot read" in err
+    code, out, _ = run(capsys, "-c", ini, "keys", "rotate", "--drop-old")
+    assert code == 0 and "re-encrypted 2 card keys and 1 plugin secret sets" in out and "removed unused keys: " in out
+    from pyramid.paster import get_app
+
+    from kameng.cli.commands import request_for
+    from kameng.inventory.models import CardKey
+    from kameng.inventory.service import reveal
+
+    app = get_app(ini)
+    with request_for(app.registry) as req:
+        ring = app.registry["kameng.keyring"]
+        keys = req.db.scalars(select(CardKey).order_by(CardKey.id)).all()
+        assert [reveal(ring, k) for k in keys] == [("C1", "S1"), ("C2", "S2")]
+        assert len(ring.key_ids) == 1 and {k.key_id for k in keys} == {ring.current_id}
+        assert req.plugin_settings("sandbox")["secret"]
+    app.registry["kameng.engine"].dispose()

@@ -11,13 +11,14 @@ from kameng.migrate import current_heads
 
 def test_database_is_at_every_head(registry):
     current, heads = current_heads(registry["kameng.engine"], registry["kameng.plugins"])
-    assert current == heads and "0001" in heads
+    assert current == heads and any(h.startswith("000") for h in heads)
 
 
 def test_core_tables_exist(registry):
     names = set(inspect(registry["kameng.engine"]).get_table_names())
     assert {"users", "api_tokens", "plugin_states", "jobs", "shop_settings", "audit_log",
-            "payment_attempts", "payment_notices", "categories", "products", "skus"} <= names
+            "payment_attempts", "payment_notices", "categories", "products", "skus", "sku_prices",
+            "card_keys", "key_imports"} <= names
 
 
 def _core_only(obj, name, type_, reflected, compare_to):
@@ -36,7 +37,7 @@ def test_models_match_migrations(registry):
 
 def test_plugin_branch_upgrades_with_the_core(plug_app):
     current, heads = current_heads(plug_app.registry["kameng.engine"], plug_app.registry["kameng.plugins"])
-    assert {"0001", "t001"} <= current == heads
+    assert "t001" in current and current == heads
 
 
 def test_sqlite_pragmas(registry):
@@ -46,3 +47,33 @@ def test_sqlite_pragmas(registry):
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_upgrade_from_the_first_revision_keeps_data(tmp_path):
+    """A shop made before 0002 upgrades in place: its SKUs get the new
+    columns with their defaults (card-key SKUs start with no stock)."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from kameng.db import make_engine
+    from kameng.migrate import alembic_config, branches, upgrade
+    from kameng.pluginhost import PluginHost
+
+    engine = make_engine(f"sqlite:///{tmp_path}/old.sqlite")
+    host = PluginHost.build({}, load_entrypoints=False)
+    locations = branches(host)["kameng"]
+    cfg = alembic_config("kameng", locations)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("INSERT INTO products (id, name, type, description, instructions, sort, visible, created_at)"
+                          " VALUES (1, 'p', 'card_key', '', '', 0, 1, '2026-01-01 00:00:00'),"
+                          " (2, 'q', 'manual', '', '', 0, 1, '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO skus (product_id, code, name, price, min_quantity, max_quantity, sort, visible)"
+                          " VALUES (1, 'A', 'a', 100, 1, 10, 0, 1), (2, 'B', 'b', 100, 1, 10, 0, 1)"))
+    upgrade(engine, host)  # what `kameng migrate` runs
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT code, stock, cost_price, attributes FROM skus ORDER BY code")).all()
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert rows == [("A", 0, 0, "{}"), ("B", None, 0, "{}")]
+    engine.dispose()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, select
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
 from kameng.db import Base, UTCDateTime, utcnow
@@ -32,10 +32,16 @@ class Product(Base):
                                                     nullable=True, index=True)
     name: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(20), default="card_key")
-    description: Mapped[str] = mapped_column(Text, default="")
-    instructions: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")  # sanitised HTML
+    instructions: Mapped[str] = mapped_column(Text, default="")  # shown with the delivered keys
+    images: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of URLs
+    tags: Mapped[str] = mapped_column(String(255), default="")  # comma separated
+    recharge_fields: Mapped[str] = mapped_column(Text, default="[]")  # JSON, see kameng.catalog.recharge
+    hot: Mapped[bool] = mapped_column(Boolean, default=False)
+    recommended: Mapped[bool] = mapped_column(Boolean, default=False)
     sort: Mapped[int] = mapped_column(Integer, default=0)
     visible: Mapped[bool] = mapped_column(Boolean, default=True)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     category: Mapped[Category | None] = relationship(back_populates="products")
@@ -49,13 +55,33 @@ class Sku(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    attributes: Mapped[str] = mapped_column(Text, default="{}")  # JSON: region, server, denomination, ...
     price: Mapped[int] = mapped_column(Integer)  # minor units
+    cost_price: Mapped[int] = mapped_column(Integer, default=0)
     min_quantity: Mapped[int] = mapped_column(Integer, default=1)
     max_quantity: Mapped[int] = mapped_column(Integer, default=100)
+    # card_key SKUs: available keys, kept in the same transaction as the keys;
+    # other SKUs: what the merchant sets, NULL for unlimited
+    stock: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
+    low_stock_threshold: Mapped[int] = mapped_column(Integer, default=0)
     sort: Mapped[int] = mapped_column(Integer, default=0)
     visible: Mapped[bool] = mapped_column(Boolean, default=True)
 
     product: Mapped[Product] = relationship(back_populates="skus")
+
+
+class SkuPrice(Base):
+    """A price for one member level or agent tier (``kind`` ``level`` or
+    ``tier``, ``ref`` the level's or tier's code)."""
+
+    __tablename__ = "sku_prices"
+    __table_args__ = (UniqueConstraint("sku_id", "kind", "ref", name="uq_sku_prices_sku_kind_ref"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku_id: Mapped[int] = mapped_column(ForeignKey("skus.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    ref: Mapped[str] = mapped_column(String(64))
+    price: Mapped[int] = mapped_column(Integer)
 
 
 def visible_catalog(db) -> list[Category]:
@@ -100,7 +126,8 @@ def load_demo(db) -> int:
                 db.flush()
             for si, (code, sname, price) in enumerate(skus):
                 if db.scalar(select(Sku.id).where(Sku.code == code)) is None:
-                    db.add(Sku(product_id=product.id, code=code, name=sname, price=price, sort=si))
+                    db.add(Sku(product_id=product.id, code=code, name=sname, price=price, sort=si,
+                               stock=0 if ptype == "card_key" else None))
                     added += 1
     db.flush()
     return added

@@ -54,6 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("pairs", nargs="+", metavar="key=value")
     a.set_defaults(func=commands.plugins_configure)
 
+    s = sub.add_parser("keys", help="card-key stock: import, rotate the encryption key")
+    ksub = s.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = ksub.add_parser("import", help="import card keys for a SKU from a text or CSV file")
+    a.add_argument("--sku", required=True, help="the SKU's code")
+    a.add_argument("--separator", help="between card number and secret (e.g. ',' or ' '); default: one secret a line")
+    a.add_argument("file", help="the file, or - for standard input")
+    a.set_defaults(func=commands.keys_import)
+    a = ksub.add_parser("rotate", help="encrypt every secret under a new key (online, resumable)")
+    a.add_argument("--resume", action="store_true", help="finish an interrupted rotation without adding a key")
+    a.add_argument("--drop-old", action="store_true", help="afterwards, remove keys no secret uses any more")
+    a.set_defaults(func=commands.keys_rotate)
+
     s = sub.add_parser("admin", help="admin accounts and API tokens")
     asub = s.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = asub.add_parser("create", help="create an admin account")

@@ -376,3 +376,101 @@ def admin_token_create(args) -> int:
         token = accounts.create_token(request.db, user, args.name)
     print(token)
     return 0
+
+
+# -- keys ---------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, label: str, total: int | None = None, stream=None):
+        self.label, self.total = label, total
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, extra: int | None = None) -> None:
+        if not self.enabled:
+            return
+        rate = done / max(time.monotonic() - self.started, 1e-6)
+        if self.total:
+            width = 30
+            filled = int(width * done / self.total)
+            bar = "#" * filled + "-" * (width - filled)
+            text = f"\r{self.label} [{bar}] {done}/{self.total} ({rate:,.0f}/s)"
+        else:
+            text = f"\r{self.label} {done} ({rate:,.0f}/s)"
+        self.stream.write(text)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def _count_lines(path: str) -> int | None:
+    if path == "-":
+        return None
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def keys_import(args) -> int:
+    from sqlalchemy.orm import Session
+
+    from kameng.catalog.models import Sku
+    from kameng.inventory.service import import_keys
+
+    registry = load_registry(args.config)
+    engine = registry["kameng.write_engine"]
+    with Session(engine) as s:
+        sku = s.scalar(select(Sku).where(Sku.code == args.sku))
+        if sku is None:
+            raise CLIError(f"no SKU with code {args.sku!r}")
+        sku_id = sku.id
+    try:
+        total = _count_lines(args.file)
+        fh = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8-sig", errors="strict")
+    except OSError as exc:
+        raise CLIError(f"cannot read {args.file}: {exc.strerror}") from None
+    progress = Progress("importing", total)
+    try:
+        with fh if fh is not sys.stdin else contextlib.nullcontext(fh):
+            report = import_keys(lambda: Session(engine), registry["kameng.keyring"], sku_id, fh,
+                                 separator=args.separator, source=os.path.basename(args.file), actor="cli",
+                                 progress=lambda lines, _imported: progress(lines))
+    except UnicodeDecodeError:
+        raise CLIError(f"{args.file} is not UTF-8 text") from None
+    finally:
+        progress.close()
+    print(f"imported {report.imported}, skipped {report.skipped} "
+          f"({report.duplicates} duplicates, {report.invalid} invalid lines)")
+    if report.invalid_lines:
+        print("invalid lines: " + ", ".join(map(str, report.invalid_lines[:20]))
+              + (" ..." if len(report.invalid_lines) > 20 else ""))
+    return 0
+
+
+def keys_rotate(args) -> int:
+    from kameng.inventory import rotate
+
+    registry = load_registry(args.config)
+    path = registry["kameng.keyring"].path
+    engine = registry["kameng.write_engine"]
+    ring = rotate.KeyRing.from_file(path) if args.resume else rotate.add_key(path)
+    if not args.resume:
+        print(f"new key {ring.current_id} added to {path} (the old file is kept as {os.path.basename(path)}.bak-*)")
+    progress = Progress("re-encrypting", rotate.remaining(engine, ring))
+    try:
+        done = rotate.reencrypt(engine, ring, progress=progress)
+    finally:
+        progress.close()
+    print(f"re-encrypted {done['card_keys']} card keys and {done['plugin_secrets']} plugin secret sets")
+    left = rotate.remaining(engine, rotate.KeyRing.from_file(path))
+    if left:
+        print(f"{left} keys were written under the old key meanwhile: run `kameng keys rotate --resume`")
+    elif args.drop_old:
+        dropped = rotate.drop_unused(path, engine)
+        print("removed unused keys: " + (", ".join(dropped) if dropped else "none"))
+    return 0

@@ -1,0 +1,1 @@
+"""Card-key stock: encrypted secrets, import, atomic reservation, rotation."""
