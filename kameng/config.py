@@ -70,8 +70,8 @@ def configure(settings: dict, extra_plugins=(), load_entrypoints=None) -> Config
     payments.build_registry(config, host)
 
     config.include("kameng.routes")
-    for module in ("kameng.errors", "kameng.storefront.views", "kameng.admin.views", "kameng.api.views",
-                   "kameng.payments.views"):
+    for module in ("kameng.errors", "kameng.storefront.views", "kameng.admin.views", "kameng.admin.catalog",
+                   "kameng.api.views", "kameng.api.catalog", "kameng.payments.views"):
         config.scan(module)
     config.commit()
     return config

@@ -18,6 +18,8 @@ CORE_MENU = [
     MenuItem(_("Dashboard"), "admin.home", "shop", 0),
     MenuItem(_("Plugins"), "admin.plugins", "system", 10),
     MenuItem(_("Shop settings"), "admin.settings", "system", 20),
+    MenuItem(_("Categories"), "admin.categories", "shop", 10),
+    MenuItem(_("Products and stock"), "admin.products", "shop", 20),
     MenuItem(_("Payments"), "admin.payments", "shop", 30),
     MenuItem(_("Background jobs"), "admin.jobs", "system", 40),
     MenuItem(_("Audit log"), "admin.audit", "system", 50),

@@ -439,6 +439,7 @@ def keys_import(args) -> int:
         with fh if fh is not sys.stdin else contextlib.nullcontext(fh):
             report = import_keys(lambda: Session(engine), registry["kameng.keyring"], sku_id, fh,
                                  separator=args.separator, source=os.path.basename(args.file), actor="cli",
+                                 total=total or 0,
                                  progress=lambda lines, _imported: progress(lines))
     except UnicodeDecodeError:
         raise CLIError(f"{args.file} is not UTF-8 text") from None

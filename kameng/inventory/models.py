@@ -49,7 +49,8 @@ class KeyImport(Base):
     source: Mapped[str] = mapped_column(String(255), default="")
     created_by: Mapped[str] = mapped_column(String(254), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    lines: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)  # lines in the upload, when known
+    lines: Mapped[int] = mapped_column(Integer, default=0)  # lines read so far
     imported: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)

@@ -102,10 +102,10 @@ def _fingerprint(keyring, p: ParsedLine) -> str:
 
 def import_keys(session_factory, keyring, sku_id: int, lines: Iterable[str], separator: str | None = None,
                 source: str = "", actor: str = "", progress: Callable[[int, int], None] | None = None,
-                chunk: int = CHUNK) -> ImportReport:
+                chunk: int = CHUNK, total: int = 0) -> ImportReport:
     """Import keys in chunks, each chunk its own committed transaction (so a
     million keys never sit in memory or in one transaction, and the admin
-    sees progress). Keys already in the SKU (available, reserved, sold or
+    sees progress: ``total`` is the upload's line count, when known). Keys already in the SKU (available, reserved, sold or
     void) and repeats within the file are skipped: importing a file twice
     adds nothing, and an interrupted import is finished by running it again.
 
@@ -116,7 +116,7 @@ def import_keys(session_factory, keyring, sku_id: int, lines: Iterable[str], sep
     with session_factory() as s, s.begin():
         if s.get(Sku, sku_id) is None:
             raise ValueError(f"no SKU with id {sku_id}")
-        batch = KeyImport(sku_id=sku_id, source=source[:255], created_by=actor[:254])
+        batch = KeyImport(sku_id=sku_id, source=source[:255], created_by=actor[:254], total=total)
         s.add(batch)
         s.flush()
         report.batch_id = batch.id

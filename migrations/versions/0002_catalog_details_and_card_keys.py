@@ -22,6 +22,7 @@ def upgrade():
     sa.Column('source', sa.String(length=255), nullable=False),
     sa.Column('created_by', sa.String(length=254), nullable=False),
     sa.Column('created_at', kameng.db.UTCDateTime(), nullable=False),
+    sa.Column('total', sa.Integer(), nullable=False),
     sa.Column('lines', sa.Integer(), nullable=False),
     sa.Column('imported', sa.Integer(), nullable=False),
     sa.Column('duplicates', sa.Integer(), nullable=False),

@@ -1,0 +1,1 @@
+"""The catalog API: public reads and the admin API (API.md)."""
