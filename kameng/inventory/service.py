@@ -238,7 +238,19 @@ def reserve(db, sku_id: int, quantity: int, order_ref: str, until: dt.datetime) 
                 raise OutOfStock(sku_id, quantity, len(ids))
         db.execute(update(Sku).where(Sku.id == sku_id).values(stock=Sku.stock - quantity)
                    .execution_options(synchronize_session=False))
+    _check_low_stock(db, sku_id, quantity)
     return sorted(ids)
+
+
+def _check_low_stock(db, sku_id: int, taken: int) -> None:
+    """Tell the notification plugins once, when stock falls to or below
+    the SKU's threshold (``stock.low``); again only after it rose above."""
+    from kameng.notifications import emit
+
+    stock, threshold, code, name = db.execute(
+        select(Sku.stock, Sku.low_stock_threshold, Sku.code, Sku.name).where(Sku.id == sku_id)).one()
+    if threshold > 0 and stock is not None and stock <= threshold < stock + taken:
+        emit(db, "stock.low", {"sku": code, "name": name, "available": stock, "threshold": threshold})
 
 
 def _release_where(db, condition) -> int:

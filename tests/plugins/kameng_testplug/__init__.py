@@ -64,6 +64,13 @@ def kameng_plugin_disabled(request, plugin_id):
     CALLS.append(("disabled", plugin_id))
 
 
+@hookimpl
+def kameng_notify(request, event, data):
+    CALLS.append(("notify", event, data))
+    if data.get("fail"):
+        raise RuntimeError("channel down")
+
+
 def record_job(request, payload):
     request.db.add(Row(note=str(payload.get("note", ""))[:100]))
 
