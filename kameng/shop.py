@@ -30,6 +30,9 @@ FIELDS = (
     SettingField("default_language", _("Default language"), type="choice", choices=("zh_CN", "en"),
                  choice_labels=("简体中文", "English"), default="zh_CN", required=True),
     SettingField("icp", _("ICP filing number (shown in the footer)"), default="", max_length=64),
+    SettingField("stock_display", _("Stock shown to buyers"), type="choice", choices=("number", "level"),
+                 choice_labels=(_("The number of items"), _("Plenty / a few / sold out")), default="number",
+                 required=True),
     SettingField("announcement", _("Announcement on the home page"), type="text", default="", max_length=2000),
 )
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}

@@ -86,11 +86,11 @@ def _money(data: dict, name: str, currency: str, default=None, required=False):
         return default
     value = data[name]
     if not isinstance(value, str):
-        raise CatalogError(name, _("must be a decimal string like \\"12.50\\""))
+        raise CatalogError(name, _('must be a decimal string like "12.50"'))
     try:
         return money.parse_minor(value.strip(), currency)
     except money.MoneyError:
-        raise CatalogError(name, _("must be a decimal string like \\"12.50\\"")) from None
+        raise CatalogError(name, _('must be a decimal string like "12.50"')) from None
 
 
 # -- categories -----------------------------------------------------------------------
