@@ -10,8 +10,10 @@ from kameng.notifications import emit
 from kameng.testing import app_request, set_plugin
 
 
-def run_all(registry):
+def run_all(registry, retry_base=None):
     w = jobs.Worker(registry)
+    if retry_base:
+        w.retry_base = retry_base
     while w.run_one():
         pass
 
@@ -37,7 +39,7 @@ def test_a_failing_channel_is_retried_on_its_own(plug_app):
     kameng_testplug.CALLS.clear()
     with app_request(registry) as req:
         emit(req.db, "order.delivered", {"fail": True})
-    run_all(registry)
+    run_all(registry, retry_base=60)
     with app_request(registry) as req:
         deliver = req.db.scalar(select(jobs.Job).where(jobs.Job.kind == "kameng.notify.deliver"))
         fan = req.db.scalar(select(jobs.Job).where(jobs.Job.kind == "kameng.notify"))
