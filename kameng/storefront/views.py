@@ -1,15 +1,33 @@
-"""Public pages: home, language switch, login and logout, health."""
+"""Public pages: home, category and product pages, language switch, login
+and logout, health."""
 from __future__ import annotations
 
+import json
+import re
+from collections import defaultdict
+from html import unescape
+
 from pyramid.httpexceptions import HTTPFound, HTTPNotFound
+from pyramid.renderers import get_renderer
 from pyramid.security import forget, remember
 from pyramid.view import view_config
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.orm import selectinload
 
 from kameng import accounts
-from kameng.money import format_minor
+from kameng.catalog import recharge
+from kameng.catalog.models import Category, Product
+from kameng.catalog.service import buyable, price_for, sanitize_html, stock_label
 from kameng.i18n import LANGUAGES, _
+from kameng.money import format_minor
 from kameng.theming import tpl
+
+ID = re.compile(r"^[1-9][0-9]{0,8}$")  # fits every database's INTEGER
+ROW_SIZE = 12  # products in the hot and the recommended rows
+EXCERPT = 80  # characters of a description on a product card
+BLOCK_TAG = re.compile(r"</?(?:p|br|li|ul|ol|h[1-6]|blockquote|pre|table|thead|tbody|tr|td|th|hr|div)\b[^>]*>",
+                       re.IGNORECASE)
+ANY_TAG = re.compile(r"<[^>]*>")
 
 
 def safe_next(request, target: str | None, default: str) -> str:
@@ -19,11 +37,311 @@ def safe_next(request, target: str | None, default: str) -> str:
     return default
 
 
+# -- the shelf: what buyers may see ------------------------------------------------------------
+
+
+class Shelf:
+    """The visible category tree, from one query. A category is visible
+    when it and every category above it are."""
+
+    def __init__(self, db):
+        cats = db.scalars(select(Category).order_by(Category.sort, Category.id)).all()
+        under = defaultdict(list)
+        for c in cats:
+            under[c.parent_id].append(c)
+        self.visible: dict[int, Category] = {}
+        self.parent: dict[int, Category | None] = {}
+        self.children: dict[int, list[Category]] = {}
+
+        def walk(parent):
+            kids = [c for c in under.get(parent.id if parent else None, ()) if c.visible]
+            for c in kids:
+                self.visible[c.id] = c
+                self.parent[c.id] = parent
+                self.children[c.id] = walk(c)
+            return kids
+
+        self.roots = walk(None)
+
+    def get(self, category_id) -> Category | None:
+        return self.visible.get(category_id)
+
+    def trail(self, category: Category) -> list[Category]:
+        """The categories above ``category``, the top one first."""
+        out, node = [], self.parent.get(category.id)
+        while node is not None:
+            out.append(node)
+            node = self.parent.get(node.id)
+        return out[::-1]
+
+    def subtree(self, category: Category | None = None) -> list[Category]:
+        """``category`` and every visible category below it, in tree order;
+        without a category, the whole tree."""
+        out = []
+
+        def walk(nodes):
+            for c in nodes:
+                out.append(c)
+                walk(self.children[c.id])
+
+        walk([category] if category is not None else self.roots)
+        return out
+
+
+def listed_products(db, category_ids) -> list[Product]:
+    """Products on sale in these categories, with their SKUs: two queries
+    however many there are."""
+    if not category_ids:
+        return []
+    return list(db.scalars(
+        select(Product)
+        .where(Product.category_id.in_(list(category_ids)), Product.visible.is_(True),
+               Product.archived.is_(False))
+        .order_by(Product.sort, Product.id)
+        .options(selectinload(Product.skus))))
+
+
+def _matched_id(request) -> int:
+    raw = request.matchdict.get("id", "")
+    if not ID.match(raw):
+        raise HTTPNotFound()
+    return int(raw)
+
+
+def _images(product: Product) -> list[str]:
+    try:
+        images = json.loads(product.images or "[]")
+    except ValueError:
+        return []
+    return [i for i in images if isinstance(i, str)] if isinstance(images, list) else []
+
+
+def _tags(product: Product) -> list[str]:
+    return [t.strip() for t in re.split(r"[,，]", product.tags or "") if t.strip()]
+
+
+def _excerpt(html: str) -> str:
+    """Plain text from a (sanitised) description, cut for a card; the
+    template escapes it."""
+    plain = " ".join(unescape(ANY_TAG.sub("", BLOCK_TAG.sub(" ", html or ""))).split())
+    return plain if len(plain) <= EXCERPT else plain[:EXCERPT - 1].rstrip() + "…"
+
+
+class Prices:
+    """Buyer prices formatted in the shop's currency."""
+
+    def __init__(self, request):
+        self.db = request.db
+        self.currency = request.shop["currency"]
+
+    def of(self, sku) -> int:
+        return price_for(self.db, sku)
+
+    def text(self, minor: int) -> str:
+        return f"{self.currency} {format_minor(minor, self.currency)}"
+
+
+def product_card(request, product: Product, prices: Prices) -> dict:
+    """What a product card shows (home, category pages, the hot and
+    recommended rows)."""
+    skus = [s for s in product.skus if s.visible]
+    amounts = [prices.of(s) for s in skus]
+    available = [a for s, a in zip(skus, amounts) if buyable(product, s)]
+    images = _images(product)
+    return {
+        "id": product.id,
+        "url": request.route_url("product", id=product.id),
+        "name": product.name,
+        "type": product.type,
+        "image": images[0] if images else None,
+        "initial": (product.name.strip() or "?")[0],
+        "excerpt": _excerpt(product.description),
+        "skus": [{"name": s.name, "price": prices.text(a), "sold_out": s.stock is not None and s.stock <= 0}
+                 for s, a in zip(skus, amounts)],
+        "from_price": prices.text(min(available or amounts)) if amounts else None,
+        "several_prices": len(set(amounts)) > 1,
+        "sold_out": not available,
+    }
+
+
+def _category_link(request, category: Category) -> dict:
+    return {"id": category.id, "name": category.name, "icon": category.icon,
+            "url": request.route_url("category", id=category.id)}
+
+
+def category_nav(request, shelf: Shelf, current: Category | None = None) -> list[dict]:
+    """Top-level categories with their children, for the navigation list;
+    ``open`` marks the current category and those above it, ``current``
+    the current one alone."""
+    open_ids = ({c.id for c in shelf.trail(current)} | {current.id}) if current is not None else set()
+    here = current.id if current is not None else None
+
+    def link(c):
+        return {**_category_link(request, c), "open": c.id in open_ids, "current": c.id == here}
+
+    return [{**link(c), "children": [link(k) for k in shelf.children[c.id]]} for c in shelf.roots]
+
+
+def _macros():
+    return get_renderer(tpl("storefront/macros.pt")).implementation()
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+
 @view_config(route_name="home", renderer=tpl("storefront/home.pt"))
 def home(request):
-    from kameng.catalog.models import visible_catalog
+    shelf = Shelf(request.db)
+    order = shelf.subtree()
+    products = listed_products(request.db, [c.id for c in order])
+    prices = Prices(request)
+    cards = {p.id: product_card(request, p, prices) for p in products}
+    by_category = defaultdict(list)
+    for p in products:
+        by_category[p.category_id].append(cards[p.id])
+    groups = [{**_category_link(request, c), "products": by_category[c.id]} for c in order if by_category[c.id]]
+    return {
+        "nav": category_nav(request, shelf),
+        "hot": [cards[p.id] for p in products if p.hot][:ROW_SIZE],
+        "recommended": [cards[p.id] for p in products if p.recommended][:ROW_SIZE],
+        "groups": groups,
+        "shelf": _macros(),
+    }
 
-    return {"categories": visible_catalog(request.db), "fmt": format_minor}
+
+@view_config(route_name="category", renderer=tpl("storefront/category.pt"))
+def category(request):
+    shelf = Shelf(request.db)
+    current = shelf.get(_matched_id(request))
+    if current is None:
+        raise HTTPNotFound()
+    prices = Prices(request)
+    subtree = shelf.subtree(current)
+    position = {c.id: i for i, c in enumerate(subtree)}
+    products = sorted(listed_products(request.db, position), key=lambda p: position[p.category_id])
+    return {
+        "category": current,
+        "trail": [_category_link(request, c) for c in shelf.trail(current)],
+        "subcategories": [_category_link(request, c) for c in shelf.children[current.id]],
+        "products": [product_card(request, p, prices) for p in products],
+        "nav": category_nav(request, shelf, current),
+        "shelf": _macros(),
+    }
+
+
+def checkout_url(request, product: Product) -> str | None:
+    """Where the buy form posts, or None while the shop has no checkout."""
+    try:
+        return request.route_url("checkout", id=product.id)
+    except KeyError:
+        return None
+
+
+def _stock_text(sku, mode: str):
+    """The shop's choice (``stock_display``): the number of items, or
+    plenty / a few / sold out."""
+    label = stock_label(sku, "number" if mode == "number" else "level")
+    if label is None:  # unlimited
+        return _("In stock")
+    if isinstance(label, int):
+        return _("Stock: ${n}", mapping={"n": label})
+    return label
+
+
+def _quantity_limits(sku) -> tuple[int, int]:
+    """The quantities one order of this SKU may have, within its stock."""
+    high = sku.max_quantity if sku.stock is None else min(sku.max_quantity, max(sku.stock, 0))
+    return sku.min_quantity, high
+
+
+def _input_for(field: dict, value: str) -> dict:
+    """How a recharge field is drawn: input type and hints from its kind."""
+    kind = field["kind"]
+    out = {"name": field["name"], "input_name": f"recharge.{field['name']}", "id": f"recharge-{field['name']}",
+           "label": field["label"], "kind": kind, "required": field.get("required", True), "value": value,
+           "type": "text", "inputmode": None, "pattern": None, "maxlength": 100, "autocomplete": "off",
+           "placeholder": None, "choices": field.get("choices") or []}
+    pattern = recharge.KINDS[kind][0] or field.get("pattern")
+    if pattern and "(?" not in pattern:  # Python-only syntax: the server checks it alone
+        out["pattern"] = pattern
+    if kind == "mobile_cn":
+        out.update(type="tel", inputmode="numeric", maxlength=11, autocomplete="tel-national",
+                   placeholder=_("11-digit mobile number"))
+    elif kind == "qq":
+        out.update(inputmode="numeric", maxlength=12, placeholder=_("QQ number, 5 to 12 digits"))
+    elif kind == "email":
+        out.update(type="email", inputmode="email", autocomplete="email")  # validate() takes up to 100
+    return out
+
+
+@view_config(route_name="product", renderer=tpl("storefront/product.pt"))
+def product(request):
+    product = request.db.scalar(select(Product).where(Product.id == _matched_id(request))
+                                .options(selectinload(Product.skus)))
+    if product is None or not product.visible or product.archived:
+        raise HTTPNotFound()
+    shelf = Shelf(request.db)
+    current = None
+    if product.category_id is not None:
+        current = shelf.get(product.category_id)
+        if current is None:  # in a hidden category: not on sale
+            raise HTTPNotFound()
+    prices = Prices(request)
+    params = request.params
+    stock_mode = request.shop.get("stock_display", "number")
+
+    skus = []
+    for s in (s for s in product.skus if s.visible):
+        low, high = _quantity_limits(s)
+        skus.append({"code": s.code, "name": s.name, "price": prices.text(prices.of(s)),
+                     "attributes": _attributes(s), "stock": _stock_text(s, stock_mode),
+                     "sold_out": s.stock is not None and s.stock <= 0,
+                     "selectable": buyable(product, s) and low <= high, "min": low, "max": high,
+                     "limits": (s.min_quantity, s.max_quantity)})
+    selectable = [s for s in skus if s["selectable"]]
+    chosen = next((s for s in selectable if s["code"] == params.get("sku")), selectable[0] if selectable else None)
+    for s in skus:
+        s["checked"] = s is chosen
+    # One quantity input for every SKU (no script): it allows what any of
+    # them allows, each SKU shows its own limits when they are set apart,
+    # and the server checks the order anyway.
+    low = min((s["min"] for s in selectable), default=1)
+    high = max((s["max"] for s in selectable), default=1)
+    quantity = params.get("quantity", "")
+    quantity = int(quantity) if re.fullmatch(r"[0-9]{1,6}", quantity) and low <= int(quantity) <= high \
+        else (chosen["min"] if chosen else low)
+
+    fields = []
+    if product.type == "direct_recharge":
+        try:
+            spec = recharge.parse_spec(product.recharge_fields or "[]")
+        except recharge.RechargeError:
+            spec = []
+        fields = [_input_for(f, params.get(f"recharge.{f['name']}", "")[:100]) for f in spec]
+
+    images = _images(product)
+    return {
+        "product": product,
+        "trail": [_category_link(request, c) for c in ([*shelf.trail(current), current] if current else [])],
+        "images": images,
+        "tags": _tags(product),
+        "description": sanitize_html(product.description),  # sanitised on save; again, in case
+        "skus": skus,
+        "any_selectable": bool(selectable),
+        "limits_differ": len({s["limits"] for s in selectable}) > 1,
+        "quantity": {"min": low, "max": high, "value": quantity},
+        "fields": fields,
+        "checkout_url": checkout_url(request, product),
+        "shelf": _macros(),
+    }
+
+
+def _attributes(sku) -> list[tuple[str, str]]:
+    try:
+        attrs = json.loads(sku.attributes or "{}")
+    except ValueError:
+        return []
+    return [(str(k), str(v)) for k, v in attrs.items()] if isinstance(attrs, dict) else []
 
 
 @view_config(route_name="language")
@@ -34,8 +352,6 @@ def language(request):
     resp = HTTPFound(safe_next(request, request.params.get("next"), request.route_url("home")))
     resp.set_cookie("_LOCALE_", lang, max_age=365 * 86400, samesite="Lax", httponly=True)
     return resp
-
-
 @view_config(route_name="login", renderer=tpl("login.pt"))
 def login(request):
     next_url = request.params.get("next", "")
