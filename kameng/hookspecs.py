@@ -247,7 +247,8 @@ def kameng_admin_dashboard_widgets(request):
 @hookspec
 def kameng_storefront_blocks(request, slot):
     """Return a list of :class:`kameng.types.StorefrontBlock` for ``slot``
-    (``home.top``, ``home.bottom``, ``footer``; product pages add more with the catalog),
+    (``home.top``, ``home.bottom``, ``category.top``, ``product.top``,
+    ``product.bottom``, ``footer``),
     or ``None``. Called while the storefront page renders.
 
     .. versionadded:: 0.1

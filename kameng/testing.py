@@ -51,6 +51,11 @@ def empty_tables(engine, keep_prefix="alembic_version") -> None:
     tables = [t for t in reversed(meta.sorted_tables) if not t.name.startswith(keep_prefix)]
     with engine.begin() as conn:
         for table in tables:
+            # a tree (categories.parent_id) cannot lose its parents first
+            for fk in table.foreign_keys:
+                if fk.column.table is table and fk.parent.nullable:
+                    conn.execute(table.update().values({fk.parent.name: None}))
+        for table in tables:
             conn.execute(table.delete())
 
 

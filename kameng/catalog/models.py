@@ -62,7 +62,7 @@ class Sku(Base):
     max_quantity: Mapped[int] = mapped_column(Integer, default=100)
     # card_key SKUs: available keys, kept in the same transaction as the keys;
     # other SKUs: what the merchant sets, NULL for unlimited
-    stock: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
+    stock: Mapped[int | None] = mapped_column(Integer, nullable=True)  # no default: NULL means unlimited
     low_stock_threshold: Mapped[int] = mapped_column(Integer, default=0)
     sort: Mapped[int] = mapped_column(Integer, default=0)
     visible: Mapped[bool] = mapped_column(Boolean, default=True)
