@@ -170,8 +170,6 @@ def test_direct_recharge_and_manual_products(testapp, auth):
     assert testapp.get(f"/api/v1/products/{manual['id']}").json["skus"][0]["stock"] == 3
 
 
-@pytest.mark.xfail(reason="kameng.catalog.service.save_sku sets stock=None for 'unlimited', but the column's "
-                          "default=0 fires for a None on INSERT", strict=False)
 def test_a_new_non_card_sku_without_stock_is_unlimited(testapp, auth):
     made = create(testapp, auth, type="manual", skus=[{"code": "M-1", "name": "x", "price": "9.90"}])
     assert made["skus"][0]["stock"] is None
@@ -721,8 +719,6 @@ def test_delete_archives_a_product_with_sold_keys(registry, testapp, auth):
     assert testapp.delete(f"/api/v1/admin/products/{made['id']}", headers=auth).json == {"result": "archived"}
 
 
-@pytest.mark.xfail(reason="kameng.catalog.service.delete_product: the ORM nulls skus.product_id (NOT NULL) "
-                          "when it deletes a product that has SKUs", strict=False)
 def test_delete_removes_a_product_without_used_keys(registry, testapp, auth):
     made = create(testapp, auth, skus=[{"code": "D-1", "name": "x", "price": "1.00", "level_prices": {"g": "0.90"}},
                                        {"code": "D-2", "name": "y", "price": "2.00"}])
@@ -825,3 +821,30 @@ def test_responses_have_the_documented_fields(testapp, auth):
         for sample in docs:
             assert set(schema["required"]) <= set(sample), name
             assert set(sample) <= set(schema["properties"]), (name, set(sample) - set(schema["properties"]))
+
+
+def test_service_rules_found_in_review(registry):
+    """Blank names on update, nested-quantifier patterns, non-text kinds,
+    a type change resetting stock, and field names of bad special prices."""
+    from kameng.catalog import recharge
+    from kameng.catalog.service import CatalogError, save_product, save_sku
+
+    with pytest.raises(recharge.RechargeError):
+        recharge.parse_spec([{"name": "a", "kind": []}])
+    with pytest.raises(recharge.RechargeError):
+        recharge.parse_spec([{"name": "a", "kind": "text", "pattern": "(a+)+$"}])
+    with pytest.raises(recharge.RechargeError):
+        recharge.parse_spec([{"name": "a", "kind": "text", "pattern": "a" * 201}])
+    with app_request(registry) as req:
+        product = save_product(req.db, {"name": "m", "type": "manual",
+                                        "skus": [{"code": "M1", "name": "m", "price": "1.00", "stock": "5"}]}, "CNY")
+        sku = product.skus[0] if product.skus else None
+        with pytest.raises(CatalogError) as info:
+            save_product(req.db, {"name": "  "}, "CNY", product=product)
+        assert info.value.field == "name"
+        save_product(req.db, {"type": "card_key"}, "CNY", product=product)
+        req.db.refresh(sku)
+        assert sku.stock == 0  # a card-key SKU's stock is its keys: none yet
+        with pytest.raises(CatalogError) as info:
+            save_sku(req.db, {"level_prices": {"gold": "x"}}, "CNY", sku=sku)
+        assert info.value.field == "level_prices.gold"

@@ -26,7 +26,7 @@ def json_body(request) -> dict:
     """The request's JSON object, or a 400 ``invalid_request``."""
     try:
         body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise APIError(400, "invalid_request", _("The body is not valid JSON.")) from None
     if not isinstance(body, dict):
         raise APIError(400, "invalid_request", _("The body must be a JSON object."))

@@ -23,6 +23,8 @@ KINDS = {
     "choice": (None, _("one of the choices")),
 }
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# a repeated group that repeats inside, like (a+)+: catastrophic backtracking
+_NESTED_QUANTIFIER = re.compile(r"\([^()]*[+*}][^()]*\)\s*[+*{]")
 
 
 class RechargeError(ValueError):
@@ -47,7 +49,7 @@ def parse_spec(raw) -> list[dict]:
         name, kind = item.get("name"), item.get("kind", "text")
         if not isinstance(name, str) or not _NAME.match(name) or name in names:
             raise RechargeError("recharge_fields", _("field names are lowercase letters, digits and _, unique"))
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise RechargeError("recharge_fields", _("unknown kind ${kind}", mapping={"kind": str(kind)[:20]}))
         field = {"name": name, "label": str(item.get("label") or name)[:50], "kind": kind,
                  "required": bool(item.get("required", True))}
@@ -57,12 +59,16 @@ def parse_spec(raw) -> list[dict]:
                 raise RechargeError("recharge_fields", _("a choice field needs a list of choices"))
             field["choices"] = [c[:50] for c in choices[:100]]
         if kind == "text" and item.get("pattern"):
+            pattern = item["pattern"]
             try:
-                re.compile(item["pattern"])
-            except (re.error, TypeError):
-                raise RechargeError("recharge_fields", _("the pattern of ${name} is not a regular expression",
-                                                         mapping={"name": name})) from None
-            field["pattern"] = str(item["pattern"])[:200]
+                if not isinstance(pattern, str) or len(pattern) > 200 or _NESTED_QUANTIFIER.search(pattern):
+                    raise re.error("refused")
+                re.compile(pattern)
+            except re.error:
+                raise RechargeError("recharge_fields", _(
+                    "the pattern of ${name} must be a simple regular expression of at most 200 characters",
+                    mapping={"name": name})) from None
+            field["pattern"] = pattern
         names.add(name)
         out.append(field)
     return out

@@ -6,7 +6,7 @@ import json
 import re
 
 import nh3
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from kameng import money
 from kameng.catalog import recharge
@@ -99,7 +99,7 @@ def _money(data: dict, name: str, currency: str, default=None, required=False):
 def save_category(db, data: dict, category: Category | None = None) -> Category:
     new = category is None
     category = category or Category()
-    name = _text(data, "name", 100, required=new)
+    name = _text(data, "name", 100, required=True) if (new or "name" in data) else None
     if name is not None:
         category.name = name
     if "parent_id" in data:
@@ -145,16 +145,19 @@ def _images(value) -> str:
 def save_product(db, data: dict, currency: str, product: Product | None = None) -> Product:
     new = product is None
     product = product or Product()
-    name = _text(data, "name", 200, required=new)
+    name = _text(data, "name", 200, required=True) if (new or "name" in data) else None
     if name is not None:
         product.name = name
     if new or "type" in data:
         ptype = data.get("type", "card_key")
         if ptype not in PRODUCT_TYPES:
             raise CatalogError("type", _("must be card_key, direct_recharge or manual"))
-        if not new and ptype != product.type and db.scalar(
-                select(func.count()).select_from(CardKey).join(Sku).where(Sku.product_id == product.id)):
-            raise CatalogError("type", _("a product with card keys cannot change its type"))
+        if not new and ptype != product.type:
+            if db.scalar(select(func.count()).select_from(CardKey).join(Sku).where(Sku.product_id == product.id)):
+                raise CatalogError("type", _("a product with card keys cannot change its type"))
+            # card-key stock is the keys (none yet); other goods start unlimited
+            for sku in db.scalars(select(Sku).where(Sku.product_id == product.id)):
+                sku.stock = 0 if ptype == "card_key" else None
         product.type = ptype
     if "category_id" in data:
         cid = _int(data, "category_id", None, 1)
@@ -216,7 +219,7 @@ def save_sku(db, data: dict, currency: str, sku: Sku | None = None, product: Pro
         if db.scalar(select(Sku.id).where(Sku.code == code)) is not None:
             raise CatalogError("code", _("the code ${code} is taken", mapping={"code": code}))
         sku.code = code
-    name = _text(data, "name", 200, required=new)
+    name = _text(data, "name", 200, required=True) if (new or "name" in data) else None
     if name is not None:
         sku.name = name
     sku.price = _money(data, "price", currency, sku.price, required=new)
@@ -268,7 +271,10 @@ def set_special_prices(db, sku: Sku, kind: str, prices, currency: str) -> None:
     for ref, value in prices.items():
         if not isinstance(ref, str) or not CODE.match(ref):
             raise CatalogError(field, _("codes are letters, digits, '.', '_' and '-'"))
-        parsed[ref] = _money({ref: value}, ref, currency, required=True)
+        try:
+            parsed[ref] = _money({ref: value}, ref, currency, required=True)
+        except CatalogError as exc:
+            raise CatalogError(f"{field}.{ref}", exc.message) from None
     for row in db.scalars(select(SkuPrice).where(SkuPrice.sku_id == sku.id, SkuPrice.kind == kind)):
         db.delete(row)
     db.flush()
@@ -288,10 +294,11 @@ def delete_product(db, product: Product) -> str:
         db.flush()
         return "archived"
     sku_ids = list(db.scalars(select(Sku.id).where(Sku.product_id == product.id)))
-    if sku_ids:
-        db.execute(CardKey.__table__.delete().where(CardKey.sku_id.in_(sku_ids)))
-    db.delete(product)
-    db.flush()
+    if sku_ids:  # available or void keys only (checked above); prices and imports cascade
+        db.execute(delete(CardKey).where(CardKey.sku_id.in_(sku_ids)))
+        db.execute(delete(Sku).where(Sku.id.in_(sku_ids)))
+    db.execute(delete(Product).where(Product.id == product.id))
+    db.expunge(product)
     return "deleted"
 
 

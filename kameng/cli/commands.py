@@ -92,6 +92,8 @@ pyramid.default_locale_name = zh_CN
 use = egg:waitress#main
 listen = {listen}
 threads = 8
+# 25 MB: the largest key import the admin accepts is 20 MB
+max_request_body_size = 26214400
 trusted_proxy = 127.0.0.1
 trusted_proxy_headers = x-forwarded-for x-forwarded-proto x-forwarded-host
 clear_untrusted_proxy_headers = yes
