@@ -254,3 +254,22 @@ def test_a_running_process_picks_up_a_rotated_key(tmp_path):
 def open_text(path):
     with open(path) as fh:
         return fh.read()
+
+
+def test_headers_masks_and_wrong_product_types(registry, sku):
+    lines = list(service.parse_lines(["卡号\t卡密", "N1\tS1"], "\t"))
+    assert lines[0] == (1, service.HEADER) and lines[1][1] == service.ParsedLine("S1", "N1")
+    assert list(service.parse_lines(["number secret", "a b"], " "))[0][1] is service.HEADER
+    report = do_import(registry, sku, ["number,secret", "A,B"], separator=",")
+    assert (report.lines, report.imported, report.invalid) == (2, 1, 0)  # the header counts as read
+    assert service.mask("abcdefgh") == "******gh" and service.mask("abcdefghijkl") == "ab********kl"
+    with app_request(registry) as req:
+        manual = Product(name="m", type="manual")
+        req.db.add(manual)
+        req.db.flush()
+        other = Sku(product_id=manual.id, code="MAN", name="m", price=100, stock=None)
+        req.db.add(other)
+        req.db.flush()
+        other_id = other.id
+    with pytest.raises(ValueError, match="not a card-key SKU"):
+        do_import(registry, other_id, ["X"])

@@ -275,6 +275,8 @@ def set_special_prices(db, sku: Sku, kind: str, prices, currency: str) -> None:
             parsed[ref] = _money({ref: value}, ref, currency, required=True)
         except CatalogError as exc:
             raise CatalogError(f"{field}.{ref}", exc.message) from None
+        if parsed[ref] <= 0:
+            raise CatalogError(f"{field}.{ref}", _("must be more than zero"))
     for row in db.scalars(select(SkuPrice).where(SkuPrice.sku_id == sku.id, SkuPrice.kind == kind)):
         db.delete(row)
     db.flush()
@@ -308,14 +310,13 @@ def delete_product(db, product: Product) -> str:
 def price_for(db, sku: Sku, level: str | None = None, tier: str | None = None) -> int:
     """A buyer's price: the agent tier price, else the member level price,
     else the base price (the lowest that applies never exceeds the base)."""
-    candidates = [sku.price]
     for kind, ref in (("tier", tier), ("level", level)):
         if ref:
             special = db.scalar(select(SkuPrice.price).where(SkuPrice.sku_id == sku.id, SkuPrice.kind == kind,
                                                              SkuPrice.ref == ref))
             if special is not None:
-                return min(special, sku.price) if kind == "level" else special
-    return candidates[0]
+                return min(special, sku.price)
+    return sku.price
 
 
 def stock_label(sku: Sku, mode: str = "number", few: int = 10):

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import and_, func, insert, select, update
 
-from kameng.catalog.models import Sku
+from kameng.catalog.models import Product, Sku
 from kameng.db import utcnow
 from kameng.inventory.models import AVAILABLE, RESERVED, SOLD, STATES, VOID, CardKey, KeyImport
 
@@ -59,20 +59,28 @@ class ImportReport:
         return self.duplicates + self.invalid
 
 
+HEADER = ParsedLine(secret="")  # a CSV header line: read, not a key, not an error
+
+def _is_header(line: str, separator: str) -> bool:
+    parts = line.split(separator) if separator.strip() else line.split()
+    return len(parts) == 2 and [p.strip().lower() for p in parts] in (["卡号", "卡密"], ["number", "secret"])
+
+
 def parse_lines(text_lines: Iterable[str], separator: str | None = None) -> Iterator[tuple[int, ParsedLine | None]]:
     """``(line_no, ParsedLine)`` for each non-empty line; ``None`` for a line
     that is not a key (too long, control characters, an empty half of a pair).
 
     Without a separator each line is one secret. With one, ``number<sep>secret``
     (the separator may be a space, a tab, ``,``, ``|``, ``----`` …); a line
-    without it is invalid. A CSV header ``卡号,卡密`` or ``number,secret`` is skipped.
+    without it is invalid. A first line ``卡号<sep>卡密`` or ``number<sep>secret``
+    is reported as :data:`HEADER`.
     """
     for no, raw in enumerate(text_lines, 1):
         line = raw.strip().lstrip("\ufeff")
         if not line:
             continue
-        if no == 1 and separator and line.replace(" ", "").lower() in (
-                f"卡号{separator}卡密", f"number{separator}secret", f"卡号{separator.strip()}卡密"):
+        if no == 1 and separator and _is_header(line, separator):
+            yield no, HEADER
             continue
         if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", line):
             yield no, None
@@ -114,8 +122,11 @@ def import_keys(session_factory, keyring, sku_id: int, lines: Iterable[str], sep
     """
     report = ImportReport()
     with session_factory() as s, s.begin():
-        if s.get(Sku, sku_id) is None:
+        product_type = s.scalar(select(Product.type).join(Sku, Sku.product_id == Product.id).where(Sku.id == sku_id))
+        if product_type is None:
             raise ValueError(f"no SKU with id {sku_id}")
+        if product_type != "card_key":
+            raise ValueError(f"SKU {sku_id} is not a card-key SKU: it takes no keys")
         batch = KeyImport(sku_id=sku_id, source=source[:255], created_by=actor[:254], total=total)
         s.add(batch)
         s.flush()
@@ -152,6 +163,8 @@ def import_keys(session_factory, keyring, sku_id: int, lines: Iterable[str], sep
 
     for no, parsed in parse_lines(lines, separator):
         report.lines += 1
+        if parsed is HEADER:
+            continue
         if parsed is None:
             report.invalid += 1
             if len(report.invalid_lines) < 100:
@@ -180,6 +193,8 @@ def preview(keyring, db, sku_id: int, lines: Iterable[str], separator: str | Non
     (masked). Reads every line to count duplicates."""
     seen, fps, sample, invalid, total = set(), [], [], 0, 0
     for no, parsed in parse_lines(lines, separator):
+        if parsed is HEADER:
+            continue
         total += 1
         if parsed is None:
             invalid += 1
@@ -206,6 +221,8 @@ def mask(text: str | None) -> str:
         return ""
     if len(text) < 8:
         return "*" * len(text)
+    if len(text) < 12:
+        return "*" * (len(text) - 2) + text[-2:]
     return text[:2] + "*" * (len(text) - 4) + text[-2:]
 
 
@@ -299,6 +316,7 @@ def void(db, key_id: int) -> bool:
     key.state = VOID
     db.execute(update(Sku).where(Sku.id == key.sku_id).values(stock=Sku.stock - 1)
                .execution_options(synchronize_session=False))
+    _check_low_stock(db, key.sku_id, 1)
     return True
 
 
