@@ -44,7 +44,7 @@ RECENT_IMPORTS = 20
 PREVIEW_SAMPLE = 10  # masked lines shown by a preview
 
 TYPE_LABELS = {"card_key": _("Card key"), "direct_recharge": _("Direct recharge"), "manual": _("Manual")}
-STATE_LABELS = {"available": _("Available"), "reserved": _("Reserved"), "sold": _("Sold"), "void": _("Void")}
+STATE_LABELS = {"available": _("Available"), "reserved": _("Reserved"), "sold": _("Sold"), "void": _("Voided")}
 # form value -> (separator given to the inventory service, label)
 SEPARATORS = {
     "none": (None, _("None: one secret per line")),

@@ -15,12 +15,13 @@ import re
 from kameng.i18n import _
 
 KINDS = {
+    # kind: (pattern, the message when a value does not match)
     # mainland China mobile numbers: 11 digits starting 13-19
-    "mobile_cn": (r"1[3-9]\d{9}", _("a mainland China mobile number (11 digits)")),
-    "qq": (r"[1-9]\d{4,11}", _("a QQ number (5 to 12 digits)")),
-    "email": (r"[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}", _("an email address")),
-    "text": (None, _("text")),
-    "choice": (None, _("one of the choices")),
+    "mobile_cn": (r"1[3-9]\d{9}", _("must be a mainland China mobile number (11 digits)")),
+    "qq": (r"[1-9]\d{4,11}", _("must be a QQ number (5 to 12 digits)")),
+    "email": (r"[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}", _("must be an email address")),
+    "text": (None, _("has the wrong format")),
+    "choice": (None, _("must be one of the choices")),
 }
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # a repeated group that repeats inside, like (a+)+: catastrophic backtracking
@@ -98,7 +99,6 @@ def validate(spec: list[dict], values) -> dict:
         if kind == "choice" and value not in field["choices"]:
             raise RechargeError(field["name"], _("must be one of the choices"))
         if pattern and not re.fullmatch(pattern, value):
-            raise RechargeError(field["name"], _("must be ${what}", mapping={"what": KINDS[kind][1]})
-                                if kind != "text" else _("has the wrong format"))
+            raise RechargeError(field["name"], KINDS[kind][1])
         clean[field["name"]] = value
     return clean
