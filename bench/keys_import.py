@@ -3,7 +3,7 @@ database through kameng.inventory.service.import_keys, then import the same
 file again (a full-duplicate pass that must add nothing).
 
 Usage: python bench/keys_import.py [--db URL] [--keys 1000000] [--pairs]
-                                   [--chunk 2000] [--tracemalloc] [--profile N]
+                                   [--chunk 2000] [--tracemalloc] [--profile N] [--analyze]
 
 Prints keys/s, seconds, peak memory (ru_maxrss of the process; with
 --tracemalloc also the peak of Python allocations during the import, which

@@ -4,7 +4,8 @@ transaction) until a SKU of K keys is sold out; then check that no key went
 to two orders.
 
 Usage: python bench/reserve.py [--db URL] [--keys 20000] [--workers 1,16]
-                               [--processes] [--switch-interval S] [--profile N]
+                               [--processes] [--bare [--bare-no-counter]] [--no-pre-ping]
+                               [--switch-interval S] [--profile N]
 
 Each worker count gets a new SKU with K freshly imported keys. Prints
 reservations/s, p50/p99 latency of one reserve transaction (session, BEGIN,
@@ -132,6 +133,13 @@ def _process_main(url, pool, sku_id, name, ready, start, results, switch_interva
     engine.dispose()
 
 
+def _thread_main(out: list, i: int, write_engine, sku_id: int, start, bare, counter: bool, profile: bool) -> None:
+    if bare:
+        out.append(bare_loop(write_engine, sku_id, f"t{i}", start, stock_counter=counter))
+    else:
+        out.append(worker_loop(write_engine, sku_id, f"t{i}", start, profile=profile))
+
+
 def make_sku(registry, keyring, code: str, keys: int) -> int:
     from kameng.catalog.models import Product, Sku
     from kameng.inventory.service import import_keys
@@ -244,17 +252,10 @@ def main() -> int:
         else:
             if args.switch_interval:
                 sys.setswitchinterval(args.switch_interval)
-            start, lock, out = threading.Event(), threading.Lock(), []
-
-            def run(i):
-                if bare:
-                    res = bare_loop(write_engine, sku_id, f"t{i}", start, stock_counter=counter)
-                else:
-                    res = worker_loop(write_engine, sku_id, f"t{i}", start, profile=bool(args.profile) and i == 0)
-                with lock:
-                    out.append(res)
-
-            threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+            start, out = threading.Event(), []
+            threads = [threading.Thread(target=_thread_main, args=(out, i, write_engine, sku_id, start, bare, counter,
+                                                                   bool(args.profile) and i == 0))
+                       for i in range(workers)]
             for t in threads:
                 t.start()
             time.sleep(0.2)
