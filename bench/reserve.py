@@ -22,6 +22,7 @@ import io
 import multiprocessing
 import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -278,6 +279,7 @@ def main() -> int:
         if profile_text:
             print(profile_text)
     engine.dispose()
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all_ok else 1
 
 
