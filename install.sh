@@ -273,7 +273,7 @@ server {
     listen [::]:80;
     server_name $DOMAIN;
 
-    client_max_body_size 20m;
+    client_max_body_size 25m;
 
     location / {
         proxy_pass http://127.0.0.1:$PORT;
@@ -281,7 +281,7 @@ server {
         proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto \$scheme;
         proxy_set_header X-Forwarded-Host \$host;
-        proxy_read_timeout 60s;
+        proxy_read_timeout 600s;
     }
 }
 EOF

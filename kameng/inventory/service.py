@@ -158,6 +158,9 @@ def import_keys(session_factory, keyring, sku_id: int, lines: Iterable[str], sep
             s.execute(update(KeyImport).where(KeyImport.id == report.batch_id).values(
                 lines=report.lines, imported=report.imported, duplicates=report.duplicates, invalid=report.invalid))
         pending.clear()
+        # earlier chunks are committed: the database check finds their repeats,
+        # so memory stays bounded by the chunk, not the file
+        seen.clear()
         if progress:
             progress(report.lines, report.imported)
 
