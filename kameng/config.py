@@ -22,6 +22,7 @@ DEFAULTS = {
     "kameng.login.lockout_minutes": "15",
     "kameng.limits.orders_per_ip_per_minute": "20",
     "kameng.limits.lookups_per_ip_per_minute": "30",
+    "kameng.orders.expire_minutes": "15",
     "tm.annotate_user": "false",
     "retry.attempts": "3",
 }
@@ -71,7 +72,9 @@ def configure(settings: dict, extra_plugins=(), load_entrypoints=None) -> Config
 
     config.include("kameng.routes")
     for module in ("kameng.errors", "kameng.storefront.views", "kameng.admin.views", "kameng.admin.catalog",
-                   "kameng.api.views", "kameng.api.catalog", "kameng.payments.views"):
+                   "kameng.api.views", "kameng.api.catalog", "kameng.payments.views", "kameng.api.orders",
+                   "kameng.api.admin_orders", "kameng.storefront.orders", "kameng.storefront.account",
+                   "kameng.admin.orders"):
         config.scan(module)
     config.commit()
     return config

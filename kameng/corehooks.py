@@ -1,6 +1,7 @@
 """The core's own hook implementations (always on)."""
-from kameng import hookimpl, jobs, notifications
+from kameng import hookimpl, jobs, notifications, ratelimit
 from kameng.inventory import service as inventory
+from kameng.orders import service as orders
 from kameng.types import JobHandler, ScheduledJob
 
 
@@ -9,10 +10,17 @@ def kameng_job_handlers():
     return [JobHandler("kameng.jobs.cleanup", jobs.cleanup_finished, max_attempts=3),
             JobHandler("kameng.inventory.release_expired", inventory.release_expired_job, max_attempts=3),
             JobHandler(notifications.FANOUT, notifications.fanout, max_attempts=5),
-            JobHandler(notifications.DELIVER, notifications.deliver, max_attempts=8)]
+            JobHandler(notifications.DELIVER, notifications.deliver, max_attempts=8),
+            JobHandler(orders.DELIVER, orders.deliver_job, max_attempts=10),
+            JobHandler(orders.REFUND, orders.refund_job, max_attempts=12),
+            JobHandler(orders.EXPIRE, orders.expire_due, max_attempts=3),
+            JobHandler(orders.QUERY, orders.query_job, max_attempts=4),
+            JobHandler("kameng.ratelimit.prune", lambda request, payload: ratelimit.prune(request.db), max_attempts=3)]
 
 
 @hookimpl
 def kameng_scheduled_jobs():
     return [ScheduledJob("jobs-cleanup", "kameng.jobs.cleanup", every_seconds=3600),
-            ScheduledJob("release-expired-reservations", "kameng.inventory.release_expired", every_seconds=60)]
+            ScheduledJob("release-expired-reservations", "kameng.inventory.release_expired", every_seconds=60),
+            ScheduledJob("expire-unpaid-orders", orders.EXPIRE, every_seconds=30),
+            ScheduledJob("rate-counters-prune", "kameng.ratelimit.prune", every_seconds=600)]

@@ -32,10 +32,12 @@ def _derive(password: str, salt: bytes, m: int, t: int, p: int, length: int) -> 
     return kdf.derive(password.encode("utf-8")[:MAX_PASSWORD_BYTES])
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, memory_kib: int = MEMORY_KIB, iterations: int = ITERATIONS) -> str:
+    """A PHC string. Lighter parameters are only for low-value, rate-limited
+    secrets (an order's query password), never for account passwords."""
     salt = os.urandom(16)
-    digest = _derive(password, salt, MEMORY_KIB, ITERATIONS, LANES, 32)
-    return f"$argon2id$v=19$m={MEMORY_KIB},t={ITERATIONS},p={LANES}${_b64e(salt)}${_b64e(digest)}"
+    digest = _derive(password, salt, memory_kib, iterations, LANES, 32)
+    return f"$argon2id$v=19$m={memory_kib},t={iterations},p={LANES}${_b64e(salt)}${_b64e(digest)}"
 
 
 def verify_password(password: str, encoded: str | None) -> bool:

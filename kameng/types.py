@@ -190,6 +190,17 @@ class Notification:
 
 
 @dataclass(frozen=True)
+class RefundResult:
+    """A gateway's answer to a refund: ``status`` is ``succeeded``,
+    ``pending`` (the provider confirms later; the core asks again) or
+    ``failed`` (``message`` says why, without secrets)."""
+
+    status: str
+    provider_refund_no: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class RiskVerdict:
     """An anti-fraud answer: ``action`` is ``allow``, ``review`` or ``deny``."""
 

@@ -6,7 +6,7 @@ amount, currency, merchant, replays) and every state change.
 """
 from __future__ import annotations
 
-from kameng.types import Notification, PaymentAction
+from kameng.types import Notification, PaymentAction, RefundResult
 
 
 class NotificationRejected(Exception):
@@ -48,3 +48,11 @@ class PaymentGateway:
         """Ask the provider for the attempt's state (reconciliation). ``None``
         when the provider has no record of it."""
         return None
+
+    def refund(self, request, attempt, refund) -> RefundResult:
+        """Refund ``refund.amount`` (minor units) of a paid ``attempt``.
+        ``refund.refund_no`` was stored before this call and is the same on
+        every retry: send it as the provider's refund request number so the
+        provider refunds once. Only called when ``refund_supported``; may be
+        called again after ``pending``."""
+        raise NotImplementedError

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kameng.db import Base, UTCDateTime, utcnow
@@ -23,6 +23,8 @@ class PaymentAttempt(Base):
     gateway: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
     purpose: Mapped[str] = mapped_column(String(32), default="order")  # order | gateway_test
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"), nullable=True,
+                                                 index=True)
     subject: Mapped[str] = mapped_column(String(255), default="")
     amount: Mapped[int] = mapped_column(Integer)  # minor units
     currency: Mapped[str] = mapped_column(String(8))

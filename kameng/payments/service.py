@@ -107,6 +107,10 @@ def apply_notification(request, gateway: PaymentGateway, n: Notification) -> tup
     if n.status != PAID:
         if n.status == FAILED and attempt.status == PENDING:
             attempt.status = FAILED
+            if attempt.order_id is not None:
+                from kameng.orders.service import attempt_failed
+
+                attempt_failed(request, attempt)
         return True, "not_paid", f"status {n.status}"
     try:
         amount = money.to_minor(n.amount, attempt.currency)
@@ -131,6 +135,10 @@ def apply_notification(request, gateway: PaymentGateway, n: Notification) -> tup
     attempt.provider_trade_no = n.provider_trade_no[:128]
     attempt.paid_at = utcnow()
     db.flush()
+    if attempt.order_id is not None:
+        from kameng.orders.service import attempt_paid
+
+        attempt_paid(request, attempt)
     request.hooks.kameng_payment_succeeded(request=request, attempt=attempt)
     log.info("payment_applied", extra={"attempt_no": attempt.attempt_no, "gateway": gateway.identifier})
     return True, "applied", ""

@@ -9,7 +9,7 @@ import time
 from kameng.i18n import _
 from kameng.money import MoneyError, parse_decimal
 from kameng.payments import NotificationRejected, PaymentGateway
-from kameng.types import Notification, PaymentAction
+from kameng.types import Notification, PaymentAction, RefundResult
 
 FIELDS = ("amount", "attempt_no", "status", "timestamp")
 MAX_SKEW = 300
@@ -31,6 +31,7 @@ class SandboxGateway(PaymentGateway):
     identifier = "sandbox"
     public_name = _("Sandbox (test payment)")
     is_test = True
+    refund_supported = True
 
     def create_payment(self, request, attempt) -> PaymentAction:
         return PaymentAction(kind="redirect", url=request.public_url("sandbox.pay", attempt_no=attempt.attempt_no))
@@ -76,3 +77,8 @@ class SandboxGateway(PaymentGateway):
                     raise NotificationRejected(f"field {key[:32]} sent more than once")
                 fields[key] = values[0]
         return self.verify(fields, request.shop["currency"])
+
+    def refund(self, request, attempt, refund) -> RefundResult:
+        # the sandbox moved no money, so there is none to send back: the
+        # refund is recorded as done under a provider number derived from ours
+        return RefundResult(status="succeeded", provider_refund_no="SBXR" + refund.refund_no)

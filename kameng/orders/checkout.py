@@ -1,0 +1,303 @@
+"""Order creation: validate, price, reserve and record in one transaction.
+
+Every refusal is an :class:`~kameng.errors.APIError` raised before anything
+is written, or raised after and rolled back by the request's transaction:
+nothing is ever half-written.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from pyramid_retry import mark_error_retryable
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from kameng import passwords
+from kameng.catalog import recharge
+from kameng.catalog.models import Product, Sku
+from kameng.db import utcnow
+from kameng.errors import APIError
+from kameng.i18n import _
+from kameng.inventory import service as inventory
+from kameng.orders import pricing, states
+from kameng.orders.models import Order
+from kameng.types import RiskVerdict
+
+log = logging.getLogger(__name__)
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+PHONE = re.compile(r"^\+?[0-9]{6,15}$")
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:\-]{8,128}$")
+#: query passwords guard one order and are rate limited: a lighter Argon2id
+#: (8 MiB, 1 pass, ~10 ms) keeps checkout fast without making them cheap
+QUERY_PASSWORD_COST = {"memory_kib": 8192, "iterations": 1}
+#: card keys stay reserved this much longer than the order, so the order's
+#: own expiry (which also returns coupons) always runs first
+RESERVATION_GRACE = dt.timedelta(minutes=10)
+
+
+class RetryOrder(Exception):
+    """Another request with the same idempotency key committed first: run
+    the request again and it finds that order."""
+
+
+mark_error_retryable(RetryOrder)
+
+
+def new_order_no() -> str:
+    """20 digits: the time for sorting, then 8 random digits."""
+    return utcnow().strftime("%y%m%d%H%M%S") + f"{secrets.randbelow(10 ** 8):08d}"
+
+
+def _access_key(request) -> bytes:
+    secret = request.registry.settings["kameng.session_secret"]
+    return hashlib.sha256(b"kameng-order-access\0" + secret.encode()).digest()
+
+
+def access_token(request, order_no: str) -> str:
+    """The order's capability token (256-bit HMAC of its number): whoever
+    holds it may read the order. Derived, so it is never stored."""
+    return hmac.new(_access_key(request), order_no.encode(), hashlib.sha256).hexdigest()
+
+
+def check_access_token(request, order_no: str, token) -> bool:
+    return isinstance(token, str) and len(token) == 64 and hmac.compare_digest(access_token(request, order_no),
+                                                                               token)
+
+
+@dataclass
+class OrderRequest:
+    """What a buyer asks for, from the API body or the checkout form."""
+
+    sku: str
+    quantity: object
+    contact: str = ""
+    query_password: str = ""
+    payment_method: str = ""
+    channel: str | None = None
+    recharge: dict = field(default_factory=dict)
+    coupon: str = ""
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """What "the same request" means for idempotency."""
+        body = {"sku": self.sku, "quantity": self.quantity, "contact": self.contact,
+                "query_password": self.query_password, "payment_method": self.payment_method,
+                "channel": self.channel, "recharge": self.recharge, "coupon": self.coupon}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+@dataclass
+class Draft:
+    """An order about to be created, as anti-fraud plugins see it
+    (``kameng_risk_check_order``)."""
+
+    product: Product
+    sku: Sku
+    quantity: int
+    contact: str
+    user: object | None
+    client_ip: str
+    payment_method: str
+    recharge: dict
+    quote: pricing.Quote | None = None
+
+
+def _invalid(code: str, message, status: int = 422, **extra) -> APIError:
+    return APIError(status, code, message, **extra)
+
+
+def parse_quantity(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _invalid("invalid_quantity", _("The quantity must be a whole number."))
+    if isinstance(value, str):
+        if not re.fullmatch(r"[0-9]{1,6}", value.strip()):
+            raise _invalid("invalid_quantity", _("The quantity must be a whole number."))
+        value = int(value)
+    return value
+
+
+def find_sku(db, code) -> tuple[Product, Sku]:
+    if not isinstance(code, str) or not code or len(code) > 64:
+        raise _invalid("unknown_sku", _("There is no such product option."), status=404)
+    row = db.execute(select(Sku, Product).join(Product, Sku.product_id == Product.id)
+                     .where(Sku.code == code)).first()
+    if row is None or not (row.Product.visible and not row.Product.archived and row.Sku.visible):
+        raise _invalid("unknown_sku", _("There is no such product option."), status=404)
+    return row.Product, row.Sku
+
+
+def check_quantity(sku: Sku, quantity: int) -> None:
+    if not sku.min_quantity <= quantity <= sku.max_quantity:
+        raise _invalid("invalid_quantity", _("Order between ${min} and ${max} of this option.",
+                                             mapping={"min": sku.min_quantity, "max": sku.max_quantity}),
+                       min_quantity=sku.min_quantity, max_quantity=sku.max_quantity)
+
+
+def check_contact(contact, user) -> str:
+    contact = contact.strip() if isinstance(contact, str) else ""
+    if not contact and user is not None:
+        return user.email
+    if not (EMAIL.match(contact) or PHONE.match(contact.replace(" ", "").replace("-", ""))) or len(contact) > 254:
+        raise _invalid("invalid_contact", _("Enter an email address or a phone number, so that you can find "
+                                            "this order again."))
+    return contact
+
+
+def check_query_password(password, user) -> str:
+    if user is not None and not password:
+        return ""
+    if not isinstance(password, str) or not 4 <= len(password) <= 64:
+        raise _invalid("invalid_query_password", _("Choose a query password of 4 to 64 characters; you need "
+                                                   "it to look this order up."))
+    return password
+
+
+def check_recharge(product: Product, values) -> dict:
+    if product.type != "direct_recharge":
+        return {}
+    try:
+        return recharge.validate(recharge.parse_spec(product.recharge_fields), values)
+    except recharge.RechargeError as exc:
+        raise _invalid("invalid_recharge_account", exc.message, field=exc.field) from None
+
+
+def check_payment_method(request, method, channel, user, product_type: str) -> None:
+    from kameng.payments.service import get_gateway
+
+    if method == "balance":
+        if user is None:
+            raise _invalid("payment_method_unavailable", _("Sign in to pay with your balance."))
+        return
+    if not isinstance(method, str) or get_gateway(request, method) is None:
+        raise _invalid("payment_method_unavailable", _("This payment method is not available."))
+    if channel is not None and (not isinstance(channel, str) or not re.fullmatch(r"[a-z0-9_]{1,32}", channel)):
+        raise _invalid("payment_method_unavailable", _("This payment channel is not available."))
+
+
+def risk_verdict(results) -> RiskVerdict:
+    """Fold every plugin's verdict: any deny wins, then any review."""
+    verdicts = [v for v in results if isinstance(v, RiskVerdict)]
+    for action in ("deny", "review"):
+        hits = [v for v in verdicts if v.action == action]
+        if hits:
+            reasons = tuple(r for v in hits for r in v.reasons)
+            message = next((v.user_message for v in hits if v.user_message), "")
+            return RiskVerdict(action=action, reasons=reasons, user_message=message,
+                               score=max(v.score for v in hits))
+    return RiskVerdict()
+
+
+def scoped_key(user, key) -> str | None:
+    if key is None or key == "":
+        return None
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
+        raise _invalid("invalid_request", _("The Idempotency-Key must be 8 to 128 letters, digits or -_.:"),
+                       status=400)
+    return f"{'u%d' % user.id if user is not None else 'g'}:{key}"
+
+
+def replayed(db, scoped: str | None, fingerprint: str) -> Order | None:
+    """The order an earlier request with this key created, or None; a
+    different request under the same key is a 409."""
+    if scoped is None:
+        return None
+    order = db.scalar(select(Order).where(Order.idempotency_key == scoped))
+    if order is not None and not hmac.compare_digest(order.request_hash, fingerprint):
+        raise _invalid("idempotency_conflict", _("This Idempotency-Key was used for a different order."),
+                       status=409)
+    return order
+
+
+def expiry_minutes(request) -> int:
+    return max(int(request.registry.settings.get("kameng.orders.expire_minutes", 15)), 1)
+
+
+def take_counted_stock(db, sku: Sku, quantity: int) -> None:
+    """For goods without card keys but with a stock count: take it atomically."""
+    res = db.execute(update(Sku).where(Sku.id == sku.id, Sku.stock >= quantity)
+                     .values(stock=Sku.stock - quantity).execution_options(synchronize_session=False))
+    if res.rowcount != 1:
+        raise _invalid("out_of_stock", _("Sorry, this option is sold out."), status=409)
+
+
+def out_of_stock(exc: inventory.OutOfStock | None = None) -> APIError:
+    return _invalid("out_of_stock", _("Sorry, not enough left in stock for this order."), status=409)
+
+
+def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
+    """Create an order (and reserve its stock) in the request's transaction.
+    Returns ``(order, replayed)``; ``replayed`` is True when the
+    idempotency key named an order created before."""
+    db = request.db
+    scoped = scoped_key(user, req.idempotency_key)
+    fingerprint = req.fingerprint()
+    earlier = replayed(db, scoped, fingerprint)
+    if earlier is not None:
+        return earlier, True
+    product, sku = find_sku(db, req.sku)
+    quantity = parse_quantity(req.quantity)
+    check_quantity(sku, quantity)
+    if sku.stock is not None and sku.stock < quantity:
+        raise out_of_stock()
+    recharge_values = check_recharge(product, req.recharge)
+    contact = check_contact(req.contact, user)
+    query_password = check_query_password(req.query_password, user)
+    check_payment_method(request, req.payment_method, req.channel, user, product.type)
+    client_ip = (request.client_addr or "")[:64]
+    q = pricing.quote(request, product, sku, quantity, user=user, coupon=req.coupon, contact=contact)
+    draft = Draft(product=product, sku=sku, quantity=quantity, contact=contact, user=user, client_ip=client_ip,
+                  payment_method=req.payment_method, recharge=recharge_values, quote=q)
+    verdict = risk_verdict(request.hooks.kameng_risk_check_order(request=request, draft=draft))
+    if verdict.action == "deny":
+        log.info("order_blocked", extra={"reasons": list(verdict.reasons)[:5]})
+        raise _invalid("blocked", verdict.user_message or _("This order cannot be placed. Contact the shop if "
+                                                             "you think this is a mistake."), status=403)
+    now = utcnow()
+    order = Order(order_no=new_order_no(), status=states.PENDING, user_id=user.id if user is not None else None,
+                  contact=contact, query_password_hash=(passwords.hash_password(query_password, **QUERY_PASSWORD_COST)
+                                                        if query_password else ""),
+                  product_id=product.id, sku_id=sku.id, product_type=product.type, product_name=product.name[:200],
+                  sku_code=sku.code, sku_name=sku.name[:200], quantity=quantity, unit_price=q.unit_price,
+                  subtotal=q.subtotal, discount=q.subtotal - q.amount, amount=q.amount, currency=q.currency,
+                  pricing=json.dumps(q.steps, ensure_ascii=False), recharge=json.dumps(recharge_values,
+                                                                                      ensure_ascii=False),
+                  payment_method=req.payment_method, channel=req.channel, idempotency_key=scoped,
+                  request_hash=fingerprint, held="; ".join(verdict.reasons)[:255] if verdict.action == "review" else "",
+                  client_ip=client_ip, created_at=now, updated_at=now,
+                  expires_at=now + dt.timedelta(minutes=expiry_minutes(request)))
+    try:
+        with db.begin_nested():
+            db.add(order)
+            db.flush()
+    except IntegrityError:
+        if scoped is not None and db.scalar(select(Order.id).where(Order.idempotency_key == scoped)) is not None:
+            return replayed(db, scoped, fingerprint), True
+        raise RetryOrder() from None  # a concurrent twin (or an order number clash): try again
+    if product.type == "card_key":
+        try:
+            inventory.reserve(db, sku.id, quantity, order.order_no, order.expires_at + RESERVATION_GRACE)
+        except inventory.OutOfStock as exc:
+            raise out_of_stock(exc) from None
+    elif sku.stock is not None:
+        take_counted_stock(db, sku, quantity)
+        order.stock_held = quantity
+    states.note(db, order, "created", "", actor=_actor(request, user))
+    if q.adjustments:
+        request.hooks.kameng_adjustments_committed(request=request, order=order, adjustments=q.adjustments)
+    request.hooks.kameng_order_created(request=request, order=order)
+    log.info("order_created", extra={"order_no": order.order_no, "sku": sku.code, "quantity": quantity})
+    return order, False
+
+
+def _actor(request, user) -> str:
+    if user is not None:
+        return user.email
+    return "buyer"

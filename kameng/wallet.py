@@ -1,0 +1,95 @@
+"""Wallet balances, kept as a ledger.
+
+Every change is a new row with its reason; nothing is ever updated in place.
+A row carries the balance after it and a per-user sequence number: the
+unique ``(user_id, seq)`` makes two writers that read the same balance
+collide in the database instead of both succeeding, and the row lock on the
+user serialises them before it comes to that. ``ref`` (unique when set)
+makes a credit or debit for one purpose happen once: a refund retried by a
+worker that died cannot pay out twice.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kameng.db import Base, UTCDateTime, utcnow
+from kameng.i18n import _
+
+REASONS = {
+    "admin": _("Adjusted by the shop"),
+    "topup": _("Top-up"),
+    "order": _("Order payment"),
+    "refund": _("Refund"),
+    "commission": _("Commission"),
+    "withdrawal": _("Withdrawal"),
+}
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+    __table_args__ = (UniqueConstraint("user_id", "seq", name="uq_ledger_entries_user_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Integer)  # minor units, negative for a debit
+    balance_after: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str | None] = mapped_column(String(96), unique=True, nullable=True)
+    note: Mapped[str] = mapped_column(String(255), default="")
+    actor: Mapped[str] = mapped_column(String(254), default="system")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InsufficientBalance(Exception):
+    def __init__(self, balance: int, wanted: int):
+        super().__init__(f"balance {balance} is less than {wanted}")
+        self.balance, self.wanted = balance, wanted
+
+
+def _last(db, user_id: int) -> tuple[int, int]:
+    row = db.execute(select(LedgerEntry.seq, LedgerEntry.balance_after).where(LedgerEntry.user_id == user_id)
+                     .order_by(LedgerEntry.seq.desc()).limit(1)).first()
+    return (row[0], row[1]) if row else (0, 0)
+
+
+def balance(db, user_id: int) -> int:
+    return _last(db, user_id)[1]
+
+
+def existing(db, ref: str) -> LedgerEntry | None:
+    return db.scalar(select(LedgerEntry).where(LedgerEntry.ref == ref))
+
+
+def post(db, user_id: int, amount: int, currency: str, reason: str, ref: str | None = None, note: str = "",
+         actor: str = "system", allow_negative: bool = False) -> LedgerEntry:
+    """Add ``amount`` (negative: take) to a user's balance, in the caller's
+    transaction. With ``ref``, a second post with the same ref returns the
+    first entry and changes nothing. Raises :class:`InsufficientBalance`
+    when a debit would take the balance below zero."""
+    from kameng.accounts import User
+
+    if reason not in REASONS:
+        raise ValueError(f"unknown ledger reason {reason!r}")
+    if amount == 0:
+        raise ValueError("a ledger entry moves money")
+    if ref is not None and (done := existing(db, ref)) is not None:
+        return done
+    db.execute(select(User.id).where(User.id == user_id).with_for_update())  # one writer per wallet
+    seq, current = _last(db, user_id)
+    if current + amount < 0 and not allow_negative:
+        raise InsufficientBalance(current, -amount)
+    entry = LedgerEntry(user_id=user_id, seq=seq + 1, amount=amount, balance_after=current + amount,
+                        currency=currency, reason=reason, ref=ref, note=note[:255], actor=actor[:254])
+    db.add(entry)
+    db.flush()
+    return entry
+
+
+def entries(db, user_id: int, limit: int = 50, offset: int = 0) -> list[LedgerEntry]:
+    return list(db.scalars(select(LedgerEntry).where(LedgerEntry.user_id == user_id)
+                           .order_by(LedgerEntry.seq.desc()).limit(limit).offset(offset)))
