@@ -7,7 +7,11 @@ blocks or repeats another.
 """
 from __future__ import annotations
 
+import logging
+
 from kameng import jobs
+
+log = logging.getLogger(__name__)
 
 FANOUT = "kameng.notify"
 DELIVER = "kameng.notify.deliver"
@@ -26,7 +30,12 @@ def _listeners(request) -> list[str]:
 def fanout(request, payload) -> None:
     """Runs in the job's own transaction, which also marks it done: the
     delivery jobs are queued exactly once."""
-    for plugin_id in _listeners(request):
+    listeners = _listeners(request)
+    if not listeners:  # no channel enabled yet: the log is the record
+        data = payload.get("data") or {}
+        log.info("notification", extra={"event": payload.get("event"), "order_no": data.get("order_no"),
+                                         "sku": data.get("sku")})
+    for plugin_id in listeners:
         jobs.enqueue(request.db, DELIVER, {"plugin": plugin_id, **payload})
 
 

@@ -89,8 +89,9 @@ def quote(request, product, sku, quantity: int, user=None, coupon: str = "", con
     q.subtotal = q.unit_price * quantity
     q.steps.append({"step": "base", "unit": q.base_unit, "quantity": quantity, "amount": q.base_unit * quantity})
     if q.unit_price != q.base_unit:
-        q.steps.append({"step": "tier" if tier and q.unit_price != q.base_unit else "level",
-                        "unit": q.unit_price, "amount": q.subtotal - q.base_unit * quantity})
+        # the buyer's agent tier or member level price (the tier wins where both are set)
+        q.steps.append({"step": "special_price", "tier": tier, "level": level, "unit": q.unit_price,
+                        "amount": q.subtotal - q.base_unit * quantity})
     offered = []
     for result in request.hooks.kameng_price_adjustments(request=request, quote=q):
         offered.extend(result or ())
