@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from kameng.db import Base, UTCDateTime, utcnow
 from kameng.i18n import _
+from kameng.money import format_minor
 
 REASONS = {
     "admin": _("Adjusted by the shop"),
@@ -93,3 +94,41 @@ def post(db, user_id: int, amount: int, currency: str, reason: str, ref: str | N
 def entries(db, user_id: int, limit: int = 50, offset: int = 0) -> list[LedgerEntry]:
     return list(db.scalars(select(LedgerEntry).where(LedgerEntry.user_id == user_id)
                            .order_by(LedgerEntry.seq.desc()).limit(limit).offset(offset)))
+
+
+MIN_TOPUP = 100  # minor units
+
+
+def start_topup(request, user, amount: int, gateway_id: str, channel: str | None = None):
+    """Begin a top-up of ``amount`` through a gateway: ``(attempt, action)``.
+    The balance is credited when the gateway's notify pays the attempt."""
+    from kameng.errors import APIError
+    from kameng.payments.service import create_attempt, get_gateway
+
+    gateway = get_gateway(request, gateway_id) if isinstance(gateway_id, str) else None
+    if gateway is None:
+        raise APIError(422, "payment_method_unavailable", _("This payment method is not available."))
+    limit = int(request.registry.settings.get("kameng.wallet.max_topup", 5_000_000))
+    if not MIN_TOPUP <= amount <= limit:
+        raise APIError(422, "invalid_amount", _("Top up between ${min} and ${max}.", mapping={
+            "min": format_minor(MIN_TOPUP, request.shop["currency"]),
+            "max": format_minor(limit, request.shop["currency"])}))
+    attempt = create_attempt(request, gateway, amount, request.shop["currency"], _topup_subject(request),
+                             purpose="topup", channel=channel)
+    attempt.user_id = user.id
+    from kameng import jobs
+    from kameng.orders.service import QUERY, query_delay
+
+    jobs.enqueue(request.db, QUERY, {"attempt_no": attempt.attempt_no, "round": 0}, delay=query_delay(request, 0),
+                 dedupe_key=f"query:{attempt.attempt_no}:0")
+    return attempt, gateway.create_payment(request, attempt)
+
+
+def _topup_subject(request) -> str:
+    return request.localizer.translate(_("Balance top-up")) + f" - {request.shop['name']}"
+
+
+def topup_paid(db, attempt) -> LedgerEntry:
+    """Credit a paid top-up, once (the attempt number is the entry's ref)."""
+    return post(db, attempt.user_id, attempt.amount, attempt.currency, "topup", ref=f"topup:{attempt.attempt_no}",
+                note=attempt.attempt_no, actor=f"gateway:{attempt.gateway}")

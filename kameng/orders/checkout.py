@@ -239,6 +239,9 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
     db = request.db
     scoped = scoped_key(user, req.idempotency_key)
     fingerprint = req.fingerprint()
+    query_password = check_query_password(req.query_password, user)
+    # hash before the first statement: on SQLite that statement takes the write lock
+    password_hash = passwords.hash_password(query_password, **QUERY_PASSWORD_COST) if query_password else ""
     earlier = replayed(db, scoped, fingerprint)
     if earlier is not None:
         return earlier, True
@@ -249,7 +252,6 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
         raise out_of_stock()
     recharge_values = check_recharge(product, req.recharge)
     contact = check_contact(req.contact, user)
-    query_password = check_query_password(req.query_password, user)
     check_payment_method(request, req.payment_method, req.channel, user, product.type)
     client_ip = (request.client_addr or "")[:64]
     q = pricing.quote(request, product, sku, quantity, user=user, coupon=req.coupon, contact=contact)
@@ -262,8 +264,7 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
                                                              "you think this is a mistake."), status=403)
     now = utcnow()
     order = Order(order_no=new_order_no(), status=states.PENDING, user_id=user.id if user is not None else None,
-                  contact=contact, query_password_hash=(passwords.hash_password(query_password, **QUERY_PASSWORD_COST)
-                                                        if query_password else ""),
+                  contact=contact, query_password_hash=password_hash,
                   product_id=product.id, sku_id=sku.id, product_type=product.type, product_name=product.name[:200],
                   sku_code=sku.code, sku_name=sku.name[:200], quantity=quantity, unit_price=q.unit_price,
                   subtotal=q.subtotal, discount=q.subtotal - q.amount, amount=q.amount, currency=q.currency,

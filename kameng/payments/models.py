@@ -22,9 +22,11 @@ class PaymentAttempt(Base):
     attempt_no: Mapped[str] = mapped_column(String(32), unique=True)
     gateway: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    purpose: Mapped[str] = mapped_column(String(32), default="order")  # order | gateway_test
+    purpose: Mapped[str] = mapped_column(String(32), default="order")  # order | topup | gateway_test
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"), nullable=True,
                                                  index=True)
+    # a top-up: whose balance it fills
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     subject: Mapped[str] = mapped_column(String(255), default="")
     amount: Mapped[int] = mapped_column(Integer)  # minor units
     currency: Mapped[str] = mapped_column(String(8))

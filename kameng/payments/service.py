@@ -139,6 +139,10 @@ def apply_notification(request, gateway: PaymentGateway, n: Notification) -> tup
         from kameng.orders.service import attempt_paid
 
         attempt_paid(request, attempt)
+    elif attempt.purpose == "topup" and attempt.user_id is not None:
+        from kameng.wallet import topup_paid
+
+        topup_paid(db, attempt)
     request.hooks.kameng_payment_succeeded(request=request, attempt=attempt)
     log.info("payment_applied", extra={"attempt_no": attempt.attempt_no, "gateway": gateway.identifier})
     return True, "applied", ""

@@ -135,15 +135,19 @@ def upgrade():
 
     with op.batch_alter_table('payment_attempts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('order_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('user_id', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_payment_attempts_order_id'), ['order_id'], unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_payment_attempts_order_id_orders'), 'orders', ['order_id'], ['id'], ondelete='SET NULL')
+        batch_op.create_foreign_key(batch_op.f('fk_payment_attempts_user_id_users'), 'users', ['user_id'], ['id'], ondelete='SET NULL')
 
 
 
 def downgrade():
     with op.batch_alter_table('payment_attempts', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_payment_attempts_user_id_users'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('fk_payment_attempts_order_id_orders'), type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_payment_attempts_order_id'))
+        batch_op.drop_column('user_id')
         batch_op.drop_column('order_id')
 
     with op.batch_alter_table('refunds', schema=None) as batch_op:
