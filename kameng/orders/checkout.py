@@ -255,6 +255,9 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
     check_payment_method(request, req.payment_method, req.channel, user, product.type)
     client_ip = (request.client_addr or "")[:64]
     q = pricing.quote(request, product, sku, quantity, user=user, coupon=req.coupon, contact=contact)
+    if q.amount <= 0:
+        # never hand goods over for nothing because discounts added up (SECURITY.md #36)
+        raise _invalid("invalid_amount", _("The discounts leave nothing to pay; this order cannot be placed."))
     draft = Draft(product=product, sku=sku, quantity=quantity, contact=contact, user=user, client_ip=client_ip,
                   payment_method=req.payment_method, recharge=recharge_values, quote=q)
     verdict = risk_verdict(request.hooks.kameng_risk_check_order(request=request, draft=draft))

@@ -135,9 +135,6 @@ def start_payment(request, order: Order, method: str, channel: str | None = None
     if verdict.action == "review" and not order.held:
         order.held = "; ".join(verdict.reasons)[:255] or "review"
     order.payment_method, order.channel = method, channel
-    if order.amount == 0:
-        mark_paid(request, order, None, actor=actor or "buyer", reason=_("Nothing to pay"))
-        return None, None
     if method == BALANCE:
         return pay_with_balance(request, order, user, actor=actor or user.email), None
     gateway = get_gateway(request, method)
