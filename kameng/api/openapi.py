@@ -226,6 +226,271 @@ def catalog_paths() -> dict:
                 "200": _json("imports", _items("KeyImport")), "404": _err("no such SKU"), **denied}}},
     }
 
+# -- orders ----------------------------------------------------------------------------------------
+
+TIME = {"type": "string", "format": "date-time"}
+NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+NULLABLE_STR = {"type": ["string", "null"]}
+SIGNED_MONEY = {"type": "string", "pattern": r"^-?(0|[1-9]\d{0,14})(\.\d+)?$", "examples": ["100.00", "-20.00"],
+                "description": "a decimal amount with the currency's digits; a leading - takes money away"}
+ORDER_STATUS = {"type": "string", "enum": ["pending", "paid", "delivering", "delivered", "failed", "refunded",
+                                          "expired", "cancelled"]}
+ORDER_ACTIONS = ["deliver", "redeliver", "refund", "refund_paid", "cancel", "replace_key"]
+KEY = {"type": "object", "required": ["secret"], "properties": {
+    "number": {"type": "string", "description": "the card number, for keys that have one"},
+    "secret": {"type": "string", "description": "the card secret (a bearer value)"}}}
+ORDER_EVENT = {"type": "object", "required": ["at", "kind", "from", "to", "message"], "properties": {
+    "at": TIME, "kind": {"type": "string", "examples": ["status", "payment", "delivery", "refund", "note"]},
+    "from": {"anyOf": [ORDER_STATUS, {"type": "null"}]}, "to": {"anyOf": [ORDER_STATUS, {"type": "null"}]},
+    "message": {"type": "string", "description": "in the reader's language"}}}
+ORDER_ITEM = {"type": "object", "required": ["sku", "name", "quantity", "unit_price", "keys"], "properties": {
+    "sku": {"type": "string"}, "name": {"type": "string"}, "quantity": {"type": "integer"}, "unit_price": MONEY,
+    "keys": {"type": "array", "items": _ref("Key"), "description": "only once delivered"}}}
+PAYMENT_START = {"type": "object", "required": ["gateway", "attempt_no", "amount", "status"], "properties": {
+    "gateway": {"type": "string"}, "attempt_no": {"type": "string", "description": "the merchant order number "
+                                                                                  "the gateway sees"},
+    "amount": MONEY, "status": {"type": "string", "enum": ["pending", "paid", "failed", "closed"]},
+    "pay_url": {"type": "string", "description": "where the buyer pays (the gateway, or the order's pay page)"},
+    "qr": {"type": "string", "description": "a QR code payload, for gateways that pay by scanning"}}}
+PAYMENT_NOTICE = {"type": "object", "required": ["received_at", "verified", "outcome", "detail"], "properties": {
+    "received_at": TIME, "verified": {"type": "boolean"},
+    "outcome": {"type": "string", "examples": ["applied", "duplicate", "rejected", "amount_mismatch",
+                                               "query:applied"]},
+    "detail": {"type": "string"}}}
+PAYMENT = {"type": "object", "required": ["attempt_no", "gateway", "amount", "status", "created_at"], "properties": {
+    "attempt_no": {"type": "string"}, "gateway": {"type": "string"}, "channel": NULLABLE_STR, "amount": MONEY,
+    "status": {"type": "string", "enum": ["pending", "paid", "failed", "closed"]},
+    "provider_trade_no": NULLABLE_STR, "created_at": TIME, "paid_at": NULLABLE_TIME,
+    "notices": {"type": "array", "items": _ref("PaymentNotice"), "description": "every notify received for it"}}}
+REFUND = {"type": "object", "required": ["refund_no", "amount", "destination", "status"], "properties": {
+    "refund_no": {"type": "string"}, "amount": MONEY,
+    "destination": {"type": "string", "enum": ["balance", "gateway", "manual"]},
+    "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]}, "reason": {"type": "string"},
+    "error": NULLABLE_STR, "created_at": TIME}}
+ORDER = {"type": "object", "required": ["order_no", "status", "status_label", "amount", "currency", "items", "events"],
+         "properties": {
+             "order_no": {"type": "string"}, "status": ORDER_STATUS, "status_label": {"type": "string"},
+             "amount": MONEY, "currency": {"type": "string"}, "subtotal": MONEY, "discount": MONEY,
+             "refunded": MONEY, "created_at": TIME, "expires_at": TIME, "paid_at": NULLABLE_TIME,
+             "delivered_at": NULLABLE_TIME, "product_type": PRODUCT_TYPE, "payment_method": NULLABLE_STR,
+             "failure_reason": NULLABLE_STR, "items": {"type": "array", "items": _ref("OrderItem")},
+             "events": {"type": "array", "items": _ref("OrderEvent")},
+             "delivery_note": {"type": "string", "description": "what the shop sent for a manual order"},
+             "recharge": {"type": "object", "additionalProperties": {"type": "string"},
+                          "description": "the account topped up (direct_recharge)"},
+             # the admin API adds:
+             "contact": {"type": "string"}, "user_id": NULLABLE_INT, "client_ip": {"type": "string"},
+             "held": {"type": "string", "description": "why delivery waits for a review (empty: it does not)"},
+             "pricing": {"type": "array", "items": {"type": "object", "required": ["step", "amount"], "properties": {
+                 "step": {"type": "string", "enum": ["base", "special_price", "adjustment", "floor", "total"]},
+                 "amount": {"type": "integer", "description": "minor units"}}},
+                         "description": "how the amount was reached"},
+             "payments": {"type": "array", "items": _ref("Payment")},
+             "refunds": {"type": "array", "items": _ref("Refund")},
+             "refundable": MONEY,
+             "refund": _ref("Refund"),
+             "result": {"type": "string", "enum": ["replaced", "refunded"],
+                        "description": "replace_key: a new key was delivered, or the key's price refunded"}}}
+ORDER_INPUT = {"type": "object", "required": ["sku"], "properties": {
+    "sku": {"type": "string", "maxLength": 64}, "quantity": {"type": "integer", "minimum": 1, "default": 1},
+    "contact": {"type": "string", "maxLength": 254, "description": "an email address or a phone number "
+                                                                   "(a signed-in buyer's email by default)"},
+    "query_password": {"type": "string", "minLength": 4, "maxLength": 64,
+                       "description": "needed to look a guest order up"},
+    "payment_method": {"type": "string", "examples": ["sandbox", "balance", "epay", "alipay", "wechatpay", "usdt"]},
+    "channel": {"type": "string", "pattern": "^[a-z0-9_]{1,32}$", "description": "epay only: alipay, wxpay, …"},
+    "recharge": {"type": "object", "additionalProperties": {"type": "string"},
+                 "description": "direct_recharge only: the product's recharge_fields"},
+    "coupon": {"type": "string", "maxLength": 64}}}
+ORDER_CREATED = {"type": "object", "required": ["order_no", "status", "amount", "currency", "expires_at",
+                                               "access_token", "payment"], "properties": {
+    "order_no": {"type": "string"}, "status": ORDER_STATUS, "amount": MONEY, "currency": {"type": "string"},
+    "expires_at": TIME, "access_token": {"type": "string", "description": "reads this one order (?token=)"},
+    "order_url": {"type": "string", "description": "the buyer's page for the order"},
+    "payment": {"anyOf": [_ref("PaymentStart"), {"type": "null"}],
+                "description": "null when nothing was left to pay"}}}
+ORDER_PAYMENT = {"type": "object", "required": ["order_no", "status", "payment"], "properties": {
+    "order_no": {"type": "string"}, "status": ORDER_STATUS,
+    "payment": {"anyOf": [_ref("PaymentStart"), {"type": "null"}]}}}
+ORDER_SUMMARY = {"type": "object", "required": ["order_no", "status", "amount", "currency", "created_at"],
+                 "properties": {
+                     "order_no": {"type": "string"}, "status": ORDER_STATUS, "status_label": {"type": "string"},
+                     "product_type": PRODUCT_TYPE, "product": {"type": "string"}, "sku": {"type": "string"},
+                     "sku_name": {"type": "string"}, "quantity": {"type": "integer"}, "amount": MONEY,
+                     "refunded": MONEY, "currency": {"type": "string"}, "payment_method": NULLABLE_STR,
+                     "contact": {"type": "string"}, "user_id": NULLABLE_INT, "held": NULLABLE_STR,
+                     "created_at": TIME, "paid_at": NULLABLE_TIME, "delivered_at": NULLABLE_TIME}}
+ORDER_LIST = {"type": "object", "required": ["items", "total", "page", "per_page"], "properties": {
+    "items": {"type": "array", "items": _ref("OrderSummary")}, "total": {"type": "integer"},
+    "page": {"type": "integer"}, "per_page": {"type": "integer"},
+    "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+               "description": "orders by status under every filter but status"}}}
+ORDER_ACTION = {"type": "object", "required": ["reason"], "properties": {
+    "reason": {"type": "string", "minLength": 1, "maxLength": 255,
+               "description": "kept in the order's history and the audit log"},
+    "text": {"type": "string", "maxLength": 5000, "description": "deliver: what the buyer is sent"},
+    "amount": {**MONEY, "description": "refund: how much (all that is left when absent)"},
+    "destination": {"type": "string", "enum": ["auto", "balance", "gateway"],
+                    "description": "refund: where the money goes (auto when absent)"},
+    "key_id": {"type": "integer", "minimum": 1, "description": "replace_key: the delivered key that does not work"},
+    "refund_no": {"type": "string", "description": "refund_paid: the refund paid outside kameng"}}}
+USER = {"type": "object", "required": ["id", "email", "role", "active", "balance", "currency"], "properties": {
+    "id": {"type": "integer"}, "email": {"type": "string"}, "role": {"type": "string",
+                                                                     "enum": ["buyer", "agent", "admin"]},
+    "active": {"type": "boolean"}, "balance": SIGNED_MONEY, "currency": {"type": "string"},
+    "created_at": NULLABLE_TIME, "last_login_at": NULLABLE_TIME}}
+USER_INPUT = {"type": "object", "required": ["email", "password"], "properties": {
+    "email": {"type": "string", "maxLength": 254}, "password": {"type": "string", "minLength": 10},
+    "role": {"type": "string", "enum": ["buyer", "agent"], "default": "buyer"}}}
+BALANCE_INPUT = {"type": "object", "required": ["amount", "reason"], "properties": {
+    "amount": SIGNED_MONEY, "reason": {"type": "string", "minLength": 1, "maxLength": 255}}}
+BALANCE = {"type": "object", "required": ["balance", "currency"], "properties": {
+    "balance": SIGNED_MONEY, "currency": {"type": "string"},
+    "entry": {"type": "object", "description": "the ledger entry written", "properties": {
+        "seq": {"type": "integer"}, "amount": SIGNED_MONEY, "reason": {"type": "string"}, "note": {"type": "string"},
+        "created_at": NULLABLE_TIME}}}}
+ORDER_SCHEMAS = {"Key": KEY, "OrderEvent": ORDER_EVENT, "OrderItem": ORDER_ITEM, "PaymentStart": PAYMENT_START,
+                 "PaymentNotice": PAYMENT_NOTICE, "Payment": PAYMENT, "Refund": REFUND, "Order": ORDER,
+                 "OrderInput": ORDER_INPUT, "OrderCreated": ORDER_CREATED, "OrderPayment": ORDER_PAYMENT,
+                 "OrderSummary": ORDER_SUMMARY, "OrderList": ORDER_LIST, "OrderAction": ORDER_ACTION, "User": USER,
+                 "UserInput": USER_INPUT, "BalanceInput": BALANCE_INPUT, "Balance": BALANCE}
+
+
+def _codes(*pairs) -> dict:
+    """An error response that lists its codes: ``("code", "when"), …``."""
+    return {"description": "; ".join(f"`{code}`: {when}" for code, when in pairs),
+            "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def order_paths() -> dict:
+    admin = [{"bearerAuth": []}]
+    optional_auth = [{}, {"bearerAuth": []}]
+    denied = {"401": _err("no token"), "403": _err("not an admin")}
+    order_no = {"name": "order_no", "in": "path", "required": True, "schema": {"type": "string",
+                                                                               "pattern": r"^\d{1,24}$"}}
+    access = [{"name": "query_password", "in": "query", "schema": {"type": "string"},
+               "description": "the guest's query password"},
+              {"name": "token", "in": "query", "schema": {"type": "string"},
+               "description": "the order's access_token (also accepted as the X-Order-Token header)"},
+              {"name": "X-Order-Token", "in": "header", "schema": {"type": "string"}}]
+    not_found = _err("no order with this number, or a wrong or missing password or token (the same answer)")
+    page = [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000000}},
+            {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}]
+    return {
+        "/api/v1/orders": {"post": {
+            "summary": "Place an order and start paying it", "security": optional_auth,
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {
+                "type": "string", "pattern": r"^[A-Za-z0-9_.:\-]{8,128}$"},
+                "description": "the same key and body answer the order created first (Idempotent-Replayed: "
+                               "true); the same key with another body is a 409"}],
+            "requestBody": _body("OrderInput"),
+            "responses": {
+                "201": _json("the order, and what the buyer does to pay", _ref("OrderCreated")),
+                "400": _codes(("invalid_request", "the body is not a JSON object, or a bad Idempotency-Key")),
+                "403": _codes(("blocked", "anti-fraud refused the order")),
+                "404": _codes(("unknown_sku", "no such SKU on sale")),
+                "409": _codes(("out_of_stock", "not enough stock"),
+                              ("coupon_unavailable", "the coupon cannot be used (coupons plugin)"),
+                              ("idempotency_conflict", "the Idempotency-Key was used for another order"),
+                              ("insufficient_balance", "payment_method balance: the balance is too low")),
+                "422": _codes(("invalid_quantity", "not a whole number, or outside the SKU's limits"),
+                              ("invalid_recharge_account", "a recharge field is missing or wrong (field names it)"),
+                              ("payment_method_unavailable", "the method is not enabled, or balance for a guest"),
+                              ("invalid_contact", "neither an email address nor a phone number"),
+                              ("invalid_query_password", "a guest's query password must be 4 to 64 characters"),
+                              ("invalid_request", "a field has the wrong type")),
+                "429": _codes(("rate_limited", "too many orders from this address"))}}},
+        "/api/v1/orders/{order_no}": {"get": {
+            "summary": "An order, for its buyer (password, token, or the owner's session or token)",
+            "security": optional_auth, "parameters": [order_no, *access],
+            "responses": {"200": _json("the order; keys once delivered", _ref("Order")), "404": not_found,
+                          "429": _codes(("rate_limited", "too many lookups from this address"))}}},
+        "/api/v1/orders/{order_no}/pay": {"post": {
+            "summary": "Pay a pending order (again), maybe with another method", "security": optional_auth,
+            "parameters": [order_no, *access],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["payment_method"], "properties": {
+                    "payment_method": {"type": "string"}, "channel": {"type": "string"}}}}}},
+            "responses": {"200": _json("the payment to make", _ref("OrderPayment")), "404": not_found,
+                          "400": _codes(("invalid_request", "the body is not a JSON object")),
+                          "403": _codes(("blocked", "anti-fraud refused the payment")),
+                          "409": _codes(("order_not_payable", "not pending any more, or expired"),
+                                        ("insufficient_balance", "the balance is too low")),
+                          "422": _codes(("payment_method_unavailable", "the method is not available"),
+                                        ("invalid_request", "a field has the wrong type"))}}},
+        "/api/v1/orders/{order_no}/cancel": {"post": {
+            "summary": "Cancel an unpaid order", "security": optional_auth, "parameters": [order_no, *access],
+            "responses": {"200": _json("the cancelled order", _ref("Order")), "404": not_found,
+                          "409": _codes(("illegal_transition", "the order is not pending"))}}},
+        "/api/v1/admin/orders": {"get": {
+            "summary": "Orders, newest first, filtered and paged", "security": admin,
+            "parameters": [
+                {"name": "status", "in": "query", "schema": ORDER_STATUS},
+                {"name": "type", "in": "query", "schema": PRODUCT_TYPE},
+                {"name": "method", "in": "query", "schema": {"type": "string"}, "description": "payment method"},
+                {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"},
+                 "description": "placed on or after this day (UTC)"},
+                {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"},
+                 "description": "placed on or before this day (UTC)"},
+                {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 100},
+                 "description": "order number (or part), contact, SKU code, payment attempt or gateway trade number"},
+                *page],
+            "responses": {"200": _json("orders", _ref("OrderList")),
+                          "400": _codes(("invalid_request", "a filter or page parameter is not understood")),
+                          **denied}}},
+        "/api/v1/admin/orders/{order_no}": {"get": {
+            "summary": "One order with its payments (and their notifications), refunds and full trail",
+            "security": admin, "parameters": [order_no],
+            "responses": {"200": _json("the order", _ref("Order")), "404": _err("no such order"), **denied}}},
+        "/api/v1/admin/orders/{order_no}/{action}": {"post": {
+            "summary": "Act on an order: deliver by hand, deliver again, refund, mark a refund paid by hand, "
+                       "cancel, replace an invalid key",
+            "security": admin,
+            "parameters": [order_no, {"name": "action", "in": "path", "required": True,
+                                      "schema": {"type": "string", "enum": ORDER_ACTIONS}}],
+            "requestBody": _body("OrderAction"),
+            "responses": {"200": _json("the order after the action", _ref("Order")),
+                          "400": _codes(("invalid_request", "the body is not a JSON object")),
+                          "404": _codes(("not_found", "no such order, action or refund")),
+                          "409": _codes(("illegal_transition", "the order's status does not allow it"),
+                                        ("not_manual", "card-key orders are delivered automatically"),
+                                        ("refund_started", "a refund was started for this order"),
+                                        ("not_replaceable", "not a delivered key of this order"),
+                                        ("not_manual_refund", "the refund is not waiting to be paid by hand"),
+                                        ("nothing_to_refund", "nothing is left to refund")),
+                          "422": _codes(("invalid_request", "a field is missing or wrong (field names it)"),
+                                        ("refund_too_large", "more than is left to refund"),
+                                        ("no_balance", "a guest order cannot be refunded to a balance"),
+                                        ("refund_unsupported", "the gateway cannot refund")),
+                          **denied}}},
+        "/api/v1/admin/users": {
+            "get": {"summary": "Accounts with their balances, newest first", "security": admin,
+                    "parameters": [{"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 100},
+                                    "description": "part of the email address"},
+                                   {"name": "role", "in": "query",
+                                    "schema": {"type": "string", "enum": ["buyer", "agent", "admin"]}}, *page],
+                    "responses": {"200": _json("accounts", _items("User", paged=True)),
+                                  "400": _err("bad parameter"), **denied}},
+            "post": {"summary": "Create a buyer or agent account", "security": admin,
+                     "requestBody": _body("UserInput"),
+                     "responses": {"201": _json("the account", _ref("User")),
+                                   "400": _codes(("invalid_request", "the body is not a JSON object")),
+                                   "409": _codes(("email_taken", "an account with this email exists")),
+                                   "422": _codes(("invalid_request",
+                                                  "a bad email, a weak password or a role other than buyer or agent")),
+                                   **denied}}},
+        "/api/v1/admin/users/{id}/balance": {"post": {
+            "summary": "Credit or debit an account's balance (a ledger entry)", "security": admin,
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "requestBody": _body("BalanceInput"),
+            "responses": {"200": _json("the new balance", _ref("Balance")),
+                          "400": _codes(("invalid_request", "the body is not a JSON object")),
+                          "404": _err("no such account"),
+                          "409": _codes(("insufficient_balance", "the debit is more than the balance")),
+                          "422": _codes(("invalid_request", "amount or reason missing or wrong")), **denied}}},
+    }
+
+
 def document(request) -> dict:
     admin = [{"bearerAuth": []}]
     pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -261,9 +526,10 @@ def document(request) -> dict:
                 "responses": {"200": {"description": "jobs"}, "401": _err("no token"),
                               "422": _err("unknown status")}}},
             **catalog_paths(),
+            **order_paths(),
         },
         "components": {
-            "schemas": {"Error": ERROR, "Plugin": PLUGIN, **CATALOG_SCHEMAS},
+            "schemas": {"Error": ERROR, "Plugin": PLUGIN, **CATALOG_SCHEMAS, **ORDER_SCHEMAS},
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }

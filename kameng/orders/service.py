@@ -328,6 +328,11 @@ def fulfil_by_hand(request, order: Order, text: str, actor: str) -> None:
     buyer (an account, a code: stored encrypted, shown on the order page)."""
     if order.product_type == "card_key":
         raise APIError(409, "not_manual", _("Card-key orders are delivered automatically; use re-deliver."))
+    if order.status == FAILED:
+        # a failed order's money may already be on its way back: never deliver and refund both
+        _no_refund_started(request.db, order)
+        if not ensure_stock(request.db, order):  # fail() gave counted stock back
+            raise out_of_stock()
     if order.status == PAID:
         states.transition(request.db, order, DELIVERING, actor=actor, reason=_("Fulfilment started"))
     if order.status not in (DELIVERING, FAILED):
@@ -339,11 +344,15 @@ def fulfil_by_hand(request, order: Order, text: str, actor: str) -> None:
     delivered(request, order)
 
 
+def _no_refund_started(db, order: Order) -> None:
+    if order.refunded_amount or any(r.status == "pending" for r in refunds_of(db, order)):
+        raise APIError(409, "refund_started", _("A refund has been started for this order."))
+
+
 def redeliver(request, order: Order, actor: str, reason: str) -> None:
     """Try a failed (or held) order's delivery again, e.g. after restocking."""
     if order.status == FAILED:
-        if order.refunded_amount or any(r.status == "pending" for r in refunds_of(request.db, order)):
-            raise APIError(409, "refund_started", _("A refund has been started for this order."))
+        _no_refund_started(request.db, order)
         states.transition(request.db, order, PAID, actor=actor, reason=reason)
         order.failure_reason = ""
     elif order.status != PAID:
@@ -379,7 +388,7 @@ def replace_key(request, order: Order, key_id: int, actor: str, reason: str) -> 
     try:
         inventory.reserve(db, key.sku_id, 1, order.order_no, utcnow() + PAID_HOLD)
     except inventory.OutOfStock:
-        share = min(order.amount // order.quantity if order.quantity else 0, order.amount - order.refunded_amount)
+        share = min(order.amount // order.quantity if order.quantity else 0, refundable(db, order))
         states.note(db, order, "delivery", _("A key did not work and none was left to replace it: its price "
                                              "is refunded."), actor=actor)
         if share > 0:
@@ -552,8 +561,12 @@ def refund_job(request, payload) -> None:
         raise RuntimeError("refund pending at the gateway")
 
 
-def finish_refund(request, refund: Refund, order: Order | None = None, actor: str = "system") -> None:
+def finish_refund(request, refund: Refund, order: Order | None = None, actor: str | None = None) -> None:
     db = request.db
+    # the audit trail names who decided the refund (an admin, the system after
+    # a failed delivery, the gateway for a duplicate payment), also when a job
+    # finishes it later, unless a caller (refund_by_hand) names someone else
+    actor = actor or refund.created_by or "system"
     refund.status, refund.finished_at = "succeeded", utcnow()
     order = order or db.scalar(select(Order).where(Order.id == refund.order_id).with_for_update())
     if refund.attempt_id is not None and order.paid_attempt_id is not None and refund.attempt_id != order.paid_attempt_id:
