@@ -77,7 +77,8 @@ def order_json(request, order, admin: bool = False) -> dict:
         "paid_at": order.paid_at.isoformat() if order.paid_at else None,
         "delivered_at": order.delivered_at.isoformat() if order.delivered_at else None,
         "product_type": order.product_type, "payment_method": order.payment_method or None,
-        "failure_reason": order.failure_reason or None,
+        # failure reasons are the core's own messages: shown in the reader's language
+        "failure_reason": request.localizer.translate(_(order.failure_reason)) if order.failure_reason else None,
         "items": [{"sku": order.sku_code, "name": f"{order.product_name} {order.sku_name}".strip(),
                    "quantity": order.quantity, "unit_price": format_minor(order.unit_price, order.currency),
                    "keys": keys}],
@@ -123,8 +124,6 @@ def create(request):
             action = gateway.create_payment(request, attempt) if gateway is not None else None
     else:
         attempt, action = service.start_payment(request, order, req.payment_method, req.channel)
-        if attempt is None and order.status == states.PAID:
-            attempt = None
     request.response.status = 201
     out = {"order_no": order.order_no, "status": order.status,
            "amount": format_minor(order.amount, order.currency), "currency": order.currency,

@@ -141,11 +141,19 @@ def check_quantity(sku: Sku, quantity: int) -> None:
                        min_quantity=sku.min_quantity, max_quantity=sku.max_quantity)
 
 
-def check_contact(contact, user) -> str:
+def normalize_contact(contact) -> str:
+    """The form a contact is stored and looked up in: trimmed; a phone
+    number without spaces and dashes (so "138 0013 8000" finds 13800138000)."""
     contact = contact.strip() if isinstance(contact, str) else ""
+    compact = contact.replace(" ", "").replace("-", "")
+    return compact if PHONE.match(compact) else contact
+
+
+def check_contact(contact, user) -> str:
+    contact = normalize_contact(contact)
     if not contact and user is not None:
         return user.email
-    if not (EMAIL.match(contact) or PHONE.match(contact.replace(" ", "").replace("-", ""))) or len(contact) > 254:
+    if not (EMAIL.match(contact) or PHONE.match(contact)) or len(contact) > 254:
         raise _invalid("invalid_contact", _("Enter an email address or a phone number, so that you can find "
                                             "this order again."))
     return contact

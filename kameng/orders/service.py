@@ -134,10 +134,12 @@ def start_payment(request, order: Order, method: str, channel: str | None = None
                                                                   "if you think this is a mistake."))
     if verdict.action == "review" and not order.held:
         order.held = "; ".join(verdict.reasons)[:255] or "review"
-    order.payment_method, order.channel = method, channel
     if method == BALANCE:
-        return pay_with_balance(request, order, user, actor=actor or user.email), None
+        attempt = pay_with_balance(request, order, user, actor=actor or user.email)
+        order.payment_method, order.channel = method, None
+        return attempt, None
     gateway = get_gateway(request, method)
+    order.payment_method, order.channel = method, channel
     attempt = request.db.scalar(select(PaymentAttempt).where(
         PaymentAttempt.order_id == order.id, PaymentAttempt.gateway == method,
         PaymentAttempt.status == ATTEMPT_PENDING, PaymentAttempt.amount == order.amount,
