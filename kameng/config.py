@@ -73,7 +73,7 @@ def configure(settings: dict, extra_plugins=(), load_entrypoints=None) -> Config
     config.include("kameng.routes")
     for module in ("kameng.errors", "kameng.storefront.views", "kameng.admin.views", "kameng.admin.catalog",
                    "kameng.api.views", "kameng.api.catalog", "kameng.payments.views", "kameng.api.orders",
-                   "kameng.api.admin_orders", "kameng.storefront.orders", "kameng.storefront.account",
+                   "kameng.api.admin_orders", "kameng.storefront.orders", "kameng.storefront.account", "kameng.storefront.topup",
                    "kameng.admin.orders", "kameng.admin.users"):
         config.scan(module)
     config.commit()

@@ -29,8 +29,11 @@ def includeme(config):
     config.add_route("account", "/account")
     config.add_route("account.orders", "/account/orders")
     config.add_route("account.balance", "/account/balance")
+    config.add_route("account.topup", "/account/topup", request_method="POST")
+    config.add_route("account.topup.pay", "/account/topup/{attempt_no}", request_method="GET")
     # payments: each gateway's notify, and the return page
     config.add_route("pay.notify", "/pay/{gateway}/notify", request_method=("GET", "POST"))
+    config.add_route("pay.return", "/pay/return/{attempt_no}", request_method="GET")
     # admin
     config.add_route("admin.home", "/admin")
     config.add_route("admin.plugins", "/admin/plugins")

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 
-from pyramid.httpexceptions import HTTPNotFound
+from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.response import Response
 from pyramid.view import view_config
+from sqlalchemy import select
 
 from kameng.payments.base import NotificationRejected
+from kameng.payments.models import PaymentAttempt
 from kameng.payments.service import apply_notification, get_gateway, record_notice
 
 log = logging.getLogger(__name__)
@@ -47,3 +49,31 @@ def notify(request):
     except NotificationRejected as exc:
         parsed = exc
     return process(request, gateway, parsed, params)
+
+
+def return_target(request, attempt) -> str:
+    """Where a buyer lands after paying ``attempt``: the order's page when
+    this browser may open it, else the order lookup; a top-up's owner, their
+    balance."""
+    if attempt is not None and attempt.order_id is not None:
+        from kameng.orders import access
+        from kameng.orders.models import Order
+
+        order = request.db.get(Order, attempt.order_id)
+        if order is not None and access.can_view(request, order):
+            return request.route_url("order", order_no=order.order_no)
+        return request.route_url("lookup")
+    if (attempt is not None and attempt.purpose == "topup" and request.user is not None
+            and attempt.user_id == request.user.id):
+        return request.route_url("account.balance")
+    return request.route_url("home")
+
+
+@view_config(route_name="pay.return", request_method="GET", require_csrf=False)
+def pay_return(request):
+    """The return URL gateways send the buyer back to
+    (``request.public_url("pay.return", attempt_no=…)``). It never trusts
+    query parameters: what was paid is known from the notify alone."""
+    attempt = request.db.scalar(select(PaymentAttempt).where(
+        PaymentAttempt.attempt_no == request.matchdict["attempt_no"][:64]))
+    return HTTPSeeOther(return_target(request, attempt))

@@ -15,6 +15,7 @@ from kameng.money import format_minor
 from kameng.orders import access, service, states
 from kameng.orders.checkout import normalize_contact
 from kameng.orders.models import Order
+from kameng.payments.service import available_gateways
 from kameng.storefront.views import safe_next
 from kameng.theming import tpl
 
@@ -124,7 +125,9 @@ def account_balance(request):
                      "url": (request.route_url("order", order_no=e.note)
                              if e.reason in ("order", "refund") and e.note.isdigit() else None)}
                     for e in entries[:PAGE_SIZE]],
-        "page": page, "account_nav": _nav(),
+        "page": page, "account_nav": _nav(), "topup_error": None, "topup_amount": "",
+        "gateways": [{"id": g.identifier, "name": g.public_name or g.identifier, "is_test": g.is_test}
+                     for g in available_gateways(request)],
         "prev_url": request.route_url("account.balance", _query={"page": page - 1}) if page > 1 else None,
         "next_url": request.route_url("account.balance", _query={"page": page + 1})
         if len(entries) > PAGE_SIZE else None,

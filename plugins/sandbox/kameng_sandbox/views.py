@@ -55,5 +55,7 @@ def pay_submit(request):
     fields = signed_fields(attempt.attempt_no, format_minor(attempt.amount, attempt.currency), outcome,
                            gateway.settings["secret"])
     process(request, gateway, gateway.verify(fields, request.shop["currency"]), fields)
+    if attempt.purpose == "topup":  # back to the balance, like a real gateway's return URL
+        return HTTPFound(request.route_url("pay.return", attempt_no=attempt.attempt_no))
     return HTTPFound(_order_url(request, attempt)
                      or request.route_url("sandbox.pay", attempt_no=attempt.attempt_no))
