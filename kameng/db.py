@@ -119,6 +119,7 @@ def _request_session(request) -> Session:
     else:
         session = factory()
     zope.sqlalchemy.register(session, transaction_manager=request.tm)
+    session.info["request"] = request  # lets db-only helpers (notifications.emit) see the enabled plugins
     return session
 
 

@@ -18,8 +18,18 @@ DELIVER = "kameng.notify.deliver"
 
 
 def emit(db, event: str, data: dict, dedupe_key: str | None = None) -> None:
-    """Queue ``event`` (e.g. ``stock.low``) with JSON-safe ``data``."""
+    """Queue ``event`` (e.g. ``stock.low``) with JSON-safe ``data``. While no
+    enabled plugin listens, the event is only logged: queuing a job nobody
+    will act on would cost the worker a transaction per event."""
+    request = db.info.get("request")
+    if request is not None and not _listeners(request):
+        _log_event(event, data)
+        return
     jobs.enqueue(db, FANOUT, {"event": event, "data": data}, dedupe_key=dedupe_key)
+
+
+def _log_event(event: str, data: dict) -> None:
+    log.info("notification", extra={"event": event, "order_no": data.get("order_no"), "sku": data.get("sku")})
 
 
 def _listeners(request) -> list[str]:
@@ -31,10 +41,8 @@ def fanout(request, payload) -> None:
     """Runs in the job's own transaction, which also marks it done: the
     delivery jobs are queued exactly once."""
     listeners = _listeners(request)
-    if not listeners:  # no channel enabled yet: the log is the record
-        data = payload.get("data") or {}
-        log.info("notification", extra={"event": payload.get("event"), "order_no": data.get("order_no"),
-                                         "sku": data.get("sku")})
+    if not listeners:  # no channel enabled any more: the log is the record
+        _log_event(payload.get("event"), payload.get("data") or {})
     for plugin_id in listeners:
         jobs.enqueue(request.db, DELIVER, {"plugin": plugin_id, **payload})
 

@@ -33,6 +33,23 @@ def test_emit_reaches_enabled_plugins_only(plug_app):
     assert notes == [("notify", "order.delivered", {"order_no": "K2"})]
 
 
+def test_with_no_channel_enabled_events_are_logged_not_queued(plug_app, caplog):
+    registry = plug_app.registry
+    caplog.set_level("INFO", logger="kameng.notifications")
+    with app_request(registry) as req:
+        emit(req.db, "order.delivered", {"order_no": "K3", "secret": "never-logged"})
+    with app_request(registry) as req:
+        assert req.db.scalar(select(jobs.Job.id).where(jobs.Job.kind == "kameng.notify")) is None
+    logged = [r for r in caplog.records if r.msg == "notification"]
+    assert [(r.event, r.order_no) for r in logged] == [("order.delivered", "K3")]
+    assert "never-logged" not in caplog.text
+    set_plugin(registry, "testplug", enabled=True, api_key="k" * 12)
+    with app_request(registry) as req:
+        emit(req.db, "order.delivered", {"order_no": "K4"})
+    with app_request(registry) as req:
+        assert req.db.scalar(select(jobs.Job.id).where(jobs.Job.kind == "kameng.notify")) is not None
+
+
 def test_a_failing_channel_is_retried_on_its_own(plug_app):
     registry = plug_app.registry
     set_plugin(registry, "testplug", enabled=True, api_key="k" * 12)
