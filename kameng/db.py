@@ -124,9 +124,10 @@ def _request_session(request) -> Session:
 
 
 def _mark_sqlite_busy_retryable() -> None:
-    """A SQLite "database is locked" error aborts the transaction whole;
-    pyramid_retry may then run the request again (zope.sqlalchemy already
-    does this for PostgreSQL serialization failures and MySQL deadlocks)."""
+    """A SQLite "database is locked" error (and a MariaDB deadlock inside a
+    savepoint) aborts the transaction whole; pyramid_retry may then run the
+    request again (zope.sqlalchemy already does this for PostgreSQL
+    serialization failures and MySQL deadlocks)."""
     import sqlite3
 
     from zope.sqlalchemy import datamanager
@@ -134,6 +135,18 @@ def _mark_sqlite_busy_retryable() -> None:
     entry = (sqlite3.OperationalError, lambda e: "locked" in str(e) or "busy" in str(e))
     if not any(err is sqlite3.OperationalError for err, _test in datamanager._retryable_errors):
         datamanager._retryable_errors.append(entry)
+    try:
+        import pymysql
+    except ImportError:
+        return
+    # InnoDB rolls the whole transaction back on a deadlock; one that hits
+    # inside a savepoint (a stock reservation) surfaces as 1305 "SAVEPOINT
+    # does not exist" when the savepoint is released: the same deadlock
+    if not any(getattr(test, "kameng_1305", False) for _err, test in datamanager._retryable_errors):
+        def lost_savepoint(e):
+            return bool(e.args) and e.args[0] == 1305
+        lost_savepoint.kameng_1305 = True
+        datamanager._retryable_errors.append((pymysql.err.OperationalError, lost_savepoint))
 
 
 def includeme(config):
