@@ -2,6 +2,10 @@
 enabled, and helpers that pay and run the worker."""
 from __future__ import annotations
 
+import itertools
+
+import webtest
+
 from sqlalchemy import select
 
 from kameng import jobs
@@ -131,3 +135,26 @@ def make_due(registry):
 
     with app_request(registry) as req:
         req.db.execute(update(jobs.Job).where(jobs.Job.status == jobs.QUEUED).values(run_at=utcnow()))
+
+
+_buyer_addresses = itertools.count(1)
+
+
+def buyer_app(app, last_octet: int = 1):
+    """A client of its own (no admin cookie), from an address of its own (the
+    core's order limit counts per address)."""
+    n = next(_buyer_addresses)
+    return webtest.TestApp(app, extra_environ={"REMOTE_ADDR": f"10.{n // 250}.{n % 250}.{last_octet}"})
+
+
+def place(app, registry, sku="CARD10", pay=True, last_octet: int = 1, **extra) -> dict:
+    """An order through the public API; with ``pay``, paid through the
+    sandbox's notify and its jobs run. Gives the API's answer."""
+    from kameng_sandbox.gateway import signed_fields
+
+    buyer = buyer_app(app, last_octet)
+    made = buyer.post_json("/api/v1/orders", order_body(sku, **extra), status=201).json
+    if pay:
+        buyer.post("/pay/sandbox/notify", signed_fields(made["payment"]["attempt_no"], made["amount"], "paid", SECRET))
+        run_jobs(registry)
+    return made

@@ -7,11 +7,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import itertools
 import json
 
 import pytest
-import webtest
 from sqlalchemy import func, select
 
 from kameng import accounts, wallet
@@ -24,29 +22,10 @@ from kameng.testing import app_request, login
 from kameng.types import RefundResult
 from kameng_sandbox.gateway import SandboxGateway, signed_fields
 
-from orders_helpers import SECRET, enable_sandbox, make_sku, order_body, run_jobs
-
-_ips = itertools.count(1)
+from orders_helpers import SECRET, buyer_app, enable_sandbox, make_sku, order_body, place, run_jobs
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def buyer_app(app):
-    """A client of its own (no admin cookie), from its own address (the
-    order rate limit counts per address)."""
-    n = next(_ips)
-    return webtest.TestApp(app, extra_environ={"REMOTE_ADDR": f"10.{n // 250}.{n % 250}.1"})
-
-
-def place(app, registry, sku="CARD10", pay=True, **extra) -> dict:
-    """An order through the public API, paid through the sandbox and its jobs run."""
-    buyer = buyer_app(app)
-    made = buyer.post_json("/api/v1/orders", order_body(sku, **extra), status=201).json
-    if pay:
-        buyer.post("/pay/sandbox/notify", signed_fields(made["payment"]["attempt_no"], made["amount"], "paid", SECRET))
-        run_jobs(registry)
-    return made
 
 
 def order_row(registry, order_no) -> Order:

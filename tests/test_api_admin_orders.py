@@ -3,11 +3,9 @@ reading orders, each action, accounts and balances, their error codes, and
 their entries in the OpenAPI document."""
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
-import webtest
 from sqlalchemy import select
 
 from kameng import accounts, wallet
@@ -17,9 +15,8 @@ from kameng.orders import service
 from kameng.testing import app_request
 from kameng_sandbox.gateway import SandboxGateway, signed_fields
 
-from orders_helpers import SECRET, enable_sandbox, make_sku, order_body, run_jobs
+from orders_helpers import SECRET, buyer_app, enable_sandbox, make_sku, place, run_jobs
 
-_ips = itertools.count(1)
 
 ORDER_PATHS = [
     ("post", "/api/v1/orders"),
@@ -55,20 +52,6 @@ def shop(registry):
     make_sku(registry)
     make_sku(registry, code="MAN5", price="5.00", type_="manual", name="Manual goods")
     enable_sandbox(registry)
-
-
-def buyer_app(app):
-    n = next(_ips)
-    return webtest.TestApp(app, extra_environ={"REMOTE_ADDR": f"10.{n // 250}.{n % 250}.2"})
-
-
-def place(app, registry, sku="CARD10", pay=True, **extra) -> dict:
-    buyer = buyer_app(app)
-    made = buyer.post_json("/api/v1/orders", order_body(sku, **extra), status=201).json
-    if pay:
-        buyer.post("/pay/sandbox/notify", signed_fields(made["payment"]["attempt_no"], made["amount"], "paid", SECRET))
-        run_jobs(registry)
-    return made
 
 
 def act(testapp, auth, no, action, body, status=200):

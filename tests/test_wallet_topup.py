@@ -6,7 +6,7 @@ from kameng.errors import APIError
 from kameng.payments.models import PaymentAttempt
 from kameng.testing import app_request
 from kameng_sandbox.gateway import signed_fields
-from tests.orders_helpers import SECRET, enable_sandbox
+from orders_helpers import SECRET, enable_sandbox
 
 
 @pytest.fixture
