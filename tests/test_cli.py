@@ -58,6 +58,18 @@ def test_init_demo_enables_sandbox_and_loads_catalog(shop, capsys):
 
     app = webtest.TestApp(get_app(ini))
     assert "Steam" in app.get("/").text
+    # the demo can sell at once: every card-key option has keys, and a buyer's order reserves them
+    product = app.get("/api/v1/products/1").json
+    assert [s["stock"] for s in product["skus"]] == [50, 50]
+    buyer = webtest.TestApp(app.app)  # an API client: no session cookie, so no CSRF header needed
+    made = buyer.post_json("/api/v1/orders", {"sku": "QB-10", "quantity": 2, "contact": "b@example.com",
+                                            "query_password": "1234", "payment_method": "sandbox"}, status=201).json
+    assert made["amount"] == "20.00" and made["payment"]["gateway"] == "sandbox"
+    app.app.registry["kameng.engine"].dispose()
+    # running init's demo loader again adds nothing
+    from kameng.cli.commands import load_demo_keys
+
+    assert load_demo_keys(app.app.registry) == 0
     app.app.registry["kameng.engine"].dispose()
 
 
@@ -212,7 +224,7 @@ def test_keys_import_and_rotate(shop, capsys, tmp_path):
     code, _o, err = run(capsys, "-c", ini, "keys", "import", "--sku", "STEAM-CNY-50", str(tmp_path / "missing"))
     assert code == 1 and "cannot read" in err
     code, out, _ = run(capsys, "-c", ini, "keys", "rotate", "--drop-old")
-    assert code == 0 and "re-encrypted 2 card keys and 1 plugin secret sets" in out and "removed unused keys: " in out
+    assert code == 0 and "re-encrypted 252 card keys and 1 plugin secret sets" in out and "removed unused keys: " in out
     from pyramid.paster import get_app
 
     from kameng.cli.commands import request_for
@@ -223,7 +235,9 @@ def test_keys_import_and_rotate(shop, capsys, tmp_path):
     with request_for(app.registry) as req:
         ring = app.registry["kameng.keyring"]
         keys = req.db.scalars(select(CardKey).order_by(CardKey.id)).all()
-        assert [reveal(ring, k) for k in keys] == [("C1", "S1"), ("C2", "S2")]
+        plain = [reveal(ring, k) for k in keys]
+        assert [p for p in plain if not p[0].startswith("DEMO-")] == [("C1", "S1"), ("C2", "S2")]
+        assert len(plain) == 252  # and the demo's 250 still decrypt after the rotation
         assert len(ring.key_ids) == 1 and {k.key_id for k in keys} == {ring.current_id}
         assert req.plugin_settings("sandbox")["secret"]
     app.registry["kameng.engine"].dispose()

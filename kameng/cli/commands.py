@@ -168,6 +168,8 @@ def init(args) -> int:
             from kameng.catalog.models import load_demo
 
             load_demo(request.db)
+    if args.demo:
+        load_demo_keys(registry)
     os.replace(tmp_path, ini_path)
     print(f"kameng is set up in {data}")
     print(f"  config:   {ini_path}")
@@ -180,6 +182,36 @@ def init(args) -> int:
     else:
         print(f"  password: {password}   <- shown once; change it after signing in")
     return 0
+
+
+DEMO_KEYS_PER_SKU = 50
+
+
+def load_demo_keys(registry) -> int:
+    """Give each demo card-key SKU that has no keys yet a batch of generated
+    ones (number and secret marked DEMO), so the demo shop can sell."""
+    from sqlalchemy import func, select
+
+    from kameng.catalog.models import DEMO, Sku
+    from kameng.inventory.models import CardKey
+    from kameng.inventory.service import import_keys
+
+    codes = [code for _cat, products in DEMO for _name, ptype, _desc, skus in products if ptype == "card_key"
+             for code, _sname, _price in skus]
+    factory = registry["kameng.session_factory"]
+
+    def session():
+        return factory(bind=registry["kameng.write_engine"])
+
+    added = 0
+    with session() as db:
+        empty = [(sku_id, code) for sku_id, code in db.execute(select(Sku.id, Sku.code).where(Sku.code.in_(codes)))
+                 if not db.scalar(select(func.count()).select_from(CardKey).where(CardKey.sku_id == sku_id))]
+    for sku_id, code in empty:
+        lines = [f"DEMO-{code}-{i:03d}----DEMO-{secrets.token_hex(6).upper()}" for i in range(DEMO_KEYS_PER_SKU)]
+        added += import_keys(session, registry["kameng.keyring"], sku_id, lines, separator="----",
+                             source="kameng init --demo", actor="kameng init").imported
+    return added
 
 
 # -- serve and worker ---------------------------------------------------------------
