@@ -177,7 +177,7 @@ def check_recharge(product: Product, values) -> dict:
         raise _invalid("invalid_recharge_account", exc.message, field=exc.field) from None
 
 
-def check_payment_method(request, method, channel, user, product_type: str) -> None:
+def check_payment_method(request, method, channel, user) -> None:
     from kameng.payments.service import get_gateway
 
     if method == "balance":
@@ -236,7 +236,7 @@ def take_counted_stock(db, sku: Sku, quantity: int) -> None:
         raise _invalid("out_of_stock", _("Sorry, this option is sold out."), status=409)
 
 
-def out_of_stock(exc: inventory.OutOfStock | None = None) -> APIError:
+def out_of_stock() -> APIError:
     return _invalid("out_of_stock", _("Sorry, not enough left in stock for this order."), status=409)
 
 
@@ -260,7 +260,7 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
         raise out_of_stock()
     recharge_values = check_recharge(product, req.recharge)
     contact = check_contact(req.contact, user)
-    check_payment_method(request, req.payment_method, req.channel, user, product.type)
+    check_payment_method(request, req.payment_method, req.channel, user)
     client_ip = (request.client_addr or "")[:64]
     q = pricing.quote(request, product, sku, quantity, user=user, coupon=req.coupon, contact=contact)
     if q.amount <= 0:
@@ -303,8 +303,8 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
     if product.type == "card_key":
         try:
             inventory.reserve(db, sku.id, quantity, order.order_no, order.expires_at + RESERVATION_GRACE)
-        except inventory.OutOfStock as exc:
-            raise out_of_stock(exc) from None
+        except inventory.OutOfStock:
+            raise out_of_stock() from None
     elif sku.stock is not None:
         take_counted_stock(db, sku, quantity)
         order.stock_held = quantity

@@ -44,12 +44,6 @@ class Quote:
     def amount(self) -> int:
         return max(self.subtotal - self.discount, 0)
 
-    def by_source(self) -> dict[str, list[Adjustment]]:
-        out: dict[str, list[Adjustment]] = {}
-        for a in self.adjustments:
-            out.setdefault(a.source, []).append(a)
-        return out
-
 
 def price_refs(user) -> tuple[str | None, str | None]:
     """The member level and agent tier whose special prices apply to ``user``."""

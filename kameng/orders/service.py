@@ -16,6 +16,7 @@ import secrets
 from sqlalchemy import and_, func, select, update
 
 from kameng import jobs, wallet
+from kameng.accounts import User
 from kameng.audit import actor_of
 from kameng.db import utcnow
 from kameng.errors import APIError
@@ -126,8 +127,8 @@ def start_payment(request, order: Order, method: str, channel: str | None = None
 
     if order.status != PENDING or order.expires_at <= utcnow():
         raise APIError(409, "order_not_payable", _("This order can no longer be paid."))
-    user = request.db.get(_user_model(), order.user_id) if order.user_id else None
-    check_payment_method(request, method, channel, user, order.product_type)
+    user = request.db.get(User, order.user_id) if order.user_id else None
+    check_payment_method(request, method, channel, user)
     verdict = risk_verdict(request.hooks.kameng_risk_check_payment(request=request, order=order, gateway_id=method))
     if verdict.action == "deny":
         raise APIError(403, "blocked", verdict.user_message or _("This payment cannot be made. Contact the shop "
@@ -154,12 +155,6 @@ def start_payment(request, order: Order, method: str, channel: str | None = None
         jobs.enqueue(request.db, QUERY, {"attempt_no": attempt.attempt_no, "round": 0}, delay=query_delay(request, 0),
                      dedupe_key=f"query:{attempt.attempt_no}:0")
     return attempt, gateway.create_payment(request, attempt)
-
-
-def _user_model():
-    from kameng.accounts import User
-
-    return User
 
 
 def pay_with_balance(request, order: Order, user, actor: str) -> PaymentAttempt:
@@ -589,7 +584,6 @@ def refund_by_hand(request, refund: Refund, actor: str) -> None:
     """The admin paid a manual (or failed) refund outside kameng."""
     if refund.status == "succeeded":
         return
-    refund.destination = "manual" if refund.destination != "gateway" else refund.destination
     finish_refund(request, refund, actor=actor)
 
 

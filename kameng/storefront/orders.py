@@ -68,7 +68,7 @@ def breakdown(steps: list[dict], currency: str) -> list[dict]:
             subtotal = s.get("amount", 0)
             rows.append({"kind": "base", "label": _("Price"), "amount": money(subtotal, currency),
                          "detail": f"{money(s.get('unit', 0), currency)} × {s.get('quantity', 1)}"})
-        elif kind in ("special_price", "tier", "level"):
+        elif kind == "special_price":
             special = True
             subtotal += s.get("amount", 0)
             rows.append({"kind": "special", "label": special_label(s), "amount": money(s.get("amount", 0), currency),
@@ -92,9 +92,8 @@ def breakdown(steps: list[dict], currency: str) -> list[dict]:
 
 
 def special_label(step: dict):
-    """An agent tier or member level price (older orders stored the step as ``tier`` or ``level``)."""
-    tier = step.get("tier") or step.get("step") == "tier"
-    level = step.get("level") or step.get("step") == "level"
+    """An agent tier or member level price."""
+    tier, level = step.get("tier"), step.get("level")
     if tier and not level:
         return _("Agent price")
     if level and not tier:
