@@ -6,6 +6,7 @@ import os
 from pyramid.config import Configurator
 from pyramid.settings import asbool
 
+from kameng import httpclient
 from kameng.crypto import KeyRing
 from kameng.pluginhost import PluginHost
 
@@ -46,6 +47,7 @@ def configure(settings: dict, extra_plugins=(), load_entrypoints=None) -> Config
     installed (for tests); ``load_entrypoints=False`` skips installed plugins.
     """
     settings = prepare_settings(settings)
+    httpclient.configure(settings)
     if load_entrypoints is None:
         load_entrypoints = asbool(settings.get("kameng.plugins.load_entrypoints", True))
     config = Configurator(settings=settings)

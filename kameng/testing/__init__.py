@@ -93,6 +93,8 @@ def base_settings(db_url, key_file, kameng_tmp):
         "kameng.data_dir": kameng_tmp,
         "kameng.jobs.retry_base_seconds": "0.01",
         "kameng.jobs.poll_interval": "0.05",
+        # the tests' fake gateways and suppliers listen on 127.0.0.1
+        "kameng.http.allow_private_targets": "true",
         "pyramid.default_locale_name": "en",
     }
 
@@ -234,3 +236,53 @@ def set_plugin(registry, plugin_id, enabled=None, **settings):
         if enabled is not None:
             set_enabled(req, plugin_id, enabled)
 
+
+
+# -- a shop to sell from, for gateway and supplier plugin tests ---------------------------
+
+
+def add_card_sku(registry, code="KIT1", price="1.00", keys=3, currency="CNY", name="Test card") -> int:
+    """A visible card-key product with one option ``code`` at ``price`` and
+    ``keys`` generated keys (``<code>-KEY-0000``…). Returns the SKU id."""
+    from kameng.catalog import service as catalog
+    from kameng.catalog.models import Sku
+    from kameng.inventory import service as inventory
+    from sqlalchemy import select
+
+    with app_request(registry) as req:
+        catalog.save_product(req.db, {"name": name, "type": "card_key",
+                                      "skus": [{"code": code, "name": f"{code} option", "price": price,
+                                                "max_quantity": 10}]}, currency)
+        sku_id = req.db.scalar(select(Sku.id).where(Sku.code == code))
+    if keys:
+        factory = registry["kameng.session_factory"]
+        inventory.import_keys(lambda: factory(bind=registry["kameng.write_engine"]), registry["kameng.keyring"],
+                              sku_id, [f"{code}-KEY-{i:04d}" for i in range(keys)])
+    return sku_id
+
+
+def open_order(registry, sku_code: str, gateway_id: str, quantity: int = 1, channel: str | None = None,
+               contact: str = "buyer@example.com") -> tuple[str, str]:
+    """A guest order for ``sku_code`` with a pending payment attempt at
+    ``gateway_id``, made through the core without asking the provider
+    anything. Returns ``(order_no, attempt_no)``."""
+    from kameng.orders.checkout import OrderRequest, create_order
+    from kameng.orders.service import open_attempt
+
+    with app_request(registry, actor="buyer") as req:
+        order, _ = create_order(req, OrderRequest(sku=sku_code, quantity=quantity, contact=contact,
+                                                  query_password="pass1234", payment_method=gateway_id,
+                                                  channel=channel))
+        attempt = open_attempt(req, order, gateway_id, channel)
+        return order.order_no, attempt.attempt_no
+
+
+def run_jobs(registry, limit: int = 100) -> int:
+    """Run due jobs (delivery, refunds, queries) in this thread; how many ran."""
+    from kameng import jobs
+
+    worker = jobs.Worker(registry, worker_id="test-worker")
+    n = 0
+    while n < limit and worker.run_one():
+        n += 1
+    return n
