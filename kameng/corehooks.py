@@ -15,6 +15,7 @@ def kameng_job_handlers():
             JobHandler(orders.REFUND, orders.refund_job, max_attempts=12),
             JobHandler(orders.EXPIRE, orders.expire_due, max_attempts=3),
             JobHandler(orders.QUERY, orders.query_job, max_attempts=4),
+            JobHandler(orders.CLOSE, orders.close_job, max_attempts=6),
             JobHandler("kameng.ratelimit.prune", lambda request, payload: ratelimit.prune(request.db), max_attempts=3)]
 
 

@@ -225,6 +225,8 @@ def configure(request, plugin_id: str, raw: dict, keep_blank_secrets=False) -> d
         missing = host.missing_required(plugin_id, values)
         if missing:
             raise SettingError(missing[0], _("is required"))
+    if plugin.meta.validate is not None and (state.enabled or parsed):
+        plugin.meta.validate(values)
     public = {k: v for k, v in values.items() if k in fields and not fields[k].secret}
     secret = {k: v for k, v in values.items() if k in fields and fields[k].secret and v is not None}
     state.settings = json.dumps(public, ensure_ascii=False)
@@ -249,6 +251,13 @@ def set_enabled(request, plugin_id: str, enabled: bool) -> None:
         if missing:
             raise PluginError(_("${id} cannot be enabled before these settings are set: ${names}",
                                 mapping={"id": plugin_id, "names": ", ".join(missing)}))
+        if plugin.meta.validate is not None:
+            try:
+                plugin.meta.validate(values)
+            except SettingError as exc:
+                raise PluginError(_("${id} cannot be enabled: setting ${name} ${message}",
+                                    mapping={"id": plugin_id, "name": exc.field_name,
+                                             "message": exc.message})) from None
         from kameng.migrate import pending_branches
 
         if plugin_id in pending_branches(request.registry["kameng.engine"], host):

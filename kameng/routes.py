@@ -39,6 +39,7 @@ def includeme(config):
     config.add_route("admin.plugins", "/admin/plugins")
     config.add_route("admin.plugin", "/admin/plugins/{id}")
     config.add_route("admin.plugin.toggle", "/admin/plugins/{id}/toggle", request_method="POST")
+    config.add_route("admin.plugin.test", "/admin/plugins/{id}/test", request_method="POST")
     config.add_route("admin.settings", "/admin/settings")
     config.add_route("admin.jobs", "/admin/jobs")
     config.add_route("admin.job.retry", "/admin/jobs/{id}/retry", request_method="POST")

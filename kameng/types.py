@@ -71,7 +71,7 @@ class SettingField:
         text = raw if isinstance(raw, str) else str(raw)
         if self.type != "text":
             text = text.strip()
-        if text == "":
+        if text.strip() == "":
             if self.required:
                 raise SettingError(self.name, _("is required"))
             return None
@@ -112,6 +112,11 @@ class PluginMeta:
     category: str = "other"
     settings: tuple[SettingField, ...] = ()
     url: str = ""
+    #: ``validate(values)`` checks the settings as a whole before they are
+    #: stored (a key that does not parse, a field another one requires) and
+    #: raises :class:`SettingError` naming the field; ``values`` holds every
+    #: setting, stored and new, secrets decrypted
+    validate: Callable[[dict], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,9 @@ def start_topup(request, user, amount: int, gateway_id: str, channel: str | None
 
     jobs.enqueue(request.db, QUERY, {"attempt_no": attempt.attempt_no, "round": 0}, delay=query_delay(request, 0),
                  dedupe_key=f"query:{attempt.attempt_no}:0")
-    return attempt, gateway.create_payment(request, attempt)
+    from kameng.payments.service import payment_action
+
+    return attempt, payment_action(request, gateway, attempt)
 
 
 def _topup_subject(request) -> str:

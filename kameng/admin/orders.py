@@ -36,6 +36,7 @@ from kameng.inventory import service as inventory
 from kameng.inventory.models import CardKey
 from kameng.orders import service, states
 from kameng.orders.models import Order, Refund
+from kameng.payments.base import PaymentGateway
 from kameng.payments.models import PaymentAttempt, PaymentNotice
 from kameng.theming import tpl
 
@@ -59,11 +60,14 @@ STEP_LABELS = {"base": _("List price"), "special_price": _("Tier or member price
 DESTINATIONS = ("auto", "balance", "gateway")
 DESTINATION_CHOICES = {"auto": _("Automatic"), "balance": _("The buyer's balance"),
                        "gateway": _("Back through the payment gateway")}
-ACTIONS = ("deliver", "redeliver", "refund", "refund_paid", "cancel", "replace_key", "reveal")
+ACTIONS = ("deliver", "redeliver", "refund", "refund_paid", "cancel", "replace_key", "reveal", "query")
+#: actions that need no reason (they only ask, they decide nothing)
+NO_REASON = ("query",)
 ACTION_DONE = {
     "deliver": _("The order is delivered."),
     "redeliver": _("Delivery was tried again."),
     "refund": _("The refund is started."),
+    "query": _("The gateway was asked."),
     "refund_paid": _("The refund is marked as paid."),
     "cancel": _("The order is cancelled."),
     "replace_key": _("The key was replaced."),
@@ -397,10 +401,12 @@ class OrderViews:
 
             user = db.get(User, order.user_id)
         events = service.events_of(db, order, public_only=False)
+        queryable = {a.attempt_no for a in attempts if a.status == "pending" and _can_query(request, a.gateway)}
         note = (service.delivery_text(request, order)
                 if order.status in (states.DELIVERED, states.REFUNDED) else None)
         return {
             "order": order, "user": user, "attempts": attempts, "notices": notices, "keys": keys,
+            "queryable": queryable,
             "revealed": {k["id"]: k for k in (revealed or [])}, "refunds": service.refunds_of(db, order),
             "events": events, "event_text": lambda e: states.shown_text(request, e),
             "pricing": service.pricing_steps(order), "recharge": service.recharge_values(order),
@@ -430,7 +436,7 @@ class OrderViews:
         form = {k: post.get(k, "") for k in ("reason", "text", "amount", "destination", "key_id", "refund_no")}
         try:
             reason = clean(post.get("reason")).strip()
-            if not reason:
+            if not reason and action not in NO_REASON:
                 raise ActionRefused(422, _("Give a reason: it is kept in the order's history."), "reason")
             if len(reason) > MAX_REASON:
                 raise ActionRefused(422, _("The reason may be at most ${n} characters.", mapping={"n": MAX_REASON}),
@@ -522,6 +528,24 @@ class OrderViews:
         service.cancel(self.request, order, actor=self.actor(), reason=reason)
         return {}
 
+    def _do_query(self, order: Order, reason: str, post) -> dict:
+        """Ask each gateway with an open payment of this order for its state
+        now, instead of waiting for the next reconciliation round."""
+        from kameng.payments.service import get_gateway, query_attempt
+
+        results = {}
+        for attempt in service.attempts_of(self.db, order):
+            if attempt.status == "pending" and _can_query(self.request, attempt.gateway):
+                results[attempt.attempt_no] = query_attempt(self.request, get_gateway(self.request, attempt.gateway),
+                                                            attempt)
+        if not results:
+            raise APIError(409, "nothing_to_query", _("This order has no open payment at a gateway that can be "
+                                                      "asked."))
+        paid = any(r in ("query:applied", "query:duplicate") for r in results.values())
+        message = (_("The gateway reports the payment as made; the order is paid.") if paid else
+                   _("The gateway was asked; its answer is listed under Payments."))
+        return {"results": results, "_message": message}
+
     def _do_replace_key(self, order: Order, reason: str, post) -> dict:
         key_id = _int(post.get("key_id"))
         if key_id is None or not 0 < key_id < 2 ** 31:
@@ -532,6 +556,14 @@ class OrderViews:
                    _("Key #${id} is void and none was left to replace it: its price is being refunded.",
                      mapping={"id": key_id}))
         return {"key_id": key_id, "result": result, "_message": message}
+
+
+def _can_query(request, gateway_id: str) -> bool:
+    """The gateway is enabled and implements the reconciliation query."""
+    from kameng.payments.service import get_gateway
+
+    gateway = get_gateway(request, gateway_id)
+    return gateway is not None and type(gateway).query_payment is not PaymentGateway.query_payment
 
 
 def _outcome_label(outcome: str):

@@ -8,6 +8,8 @@ from sqlalchemy import func, select
 from kameng import audit, jobs, money, shop
 from kameng.audit import AuditEntry
 from kameng.i18n import _
+from kameng.errors import APIError
+from kameng.payments.base import GatewayError
 from kameng.payments import service as payments
 from kameng.payments.models import PaymentAttempt, PaymentNotice
 from kameng.pluginhost import SECRET_MASK, PluginError, configure, set_enabled
@@ -36,7 +38,9 @@ OUTCOME_LABELS = {"applied": _("Applied"), "duplicate": _("Already applied"), "n
                   "wrong_gateway": _("Wrong gateway"), "wrong_merchant": _("Wrong merchant"),
                   "currency_mismatch": _("Wrong currency"), "amount_mismatch": _("Wrong amount"),
                   "bad_amount": _("Bad amount"), "no_trade_no": _("No trade number"),
-                  "second_payment": _("Paid twice: refund"), "trade_no_reused": _("Trade number reused")}
+                  "second_payment": _("Paid twice: refund"), "trade_no_reused": _("Trade number reused"),
+                  "unknown": _("Unknown to the gateway"), "error": _("Gateway unreachable"),
+                  "mismatch": _("Answer about another payment")}
 
 
 def admin_menu(request) -> list[MenuItem]:
@@ -125,8 +129,33 @@ class AdminViews:
                  for f in plugin.meta.settings}
         if request.method == "POST" and errors:
             shown.update({k: v for k, v in request.POST.items() if k in shown and not plugin.fields[k].secret})
+        gateway = payments.plugin_gateway(request, plugin.id) if not plugin.errors else None
         return self.page(plugin=plugin, values=shown, errors=errors,
-                         enabled=plugin.id in request.enabled_plugins)
+                         enabled=plugin.id in request.enabled_plugins, gateway=gateway,
+                         notify_url=request.public_url("pay.notify", gateway=plugin.id) if gateway else None)
+
+    @view_config(route_name="admin.plugin.test")
+    def test_connection(self):
+        """Ask the gateway's provider something harmless with the stored
+        settings and say what came back."""
+        request = self.request
+        pid = request.matchdict["id"]
+        host = request.registry["kameng.plugins"]
+        if pid not in host.plugins or host.plugins[pid].errors:
+            raise HTTPNotFound()
+        gateway = payments.plugin_gateway(request, pid)
+        if gateway is None or not gateway.connection_test_supported:
+            raise HTTPNotFound()
+        try:
+            message = gateway.test_connection(request)
+        except (GatewayError, KeyError, ValueError) as exc:
+            reason = str(exc) if isinstance(exc, GatewayError) else _("a setting is missing or wrong")
+            audit.record(request.db, audit.actor_of(request), "plugin.test_connection", pid, ok=False)
+            flash(request, _("Connection test failed: ${reason}", mapping={"reason": reason}), "error")
+        else:
+            audit.record(request.db, audit.actor_of(request), "plugin.test_connection", pid, ok=True)
+            flash(request, _("Connection test passed: ${message}", mapping={"message": message}))
+        return HTTPFound(request.route_url("admin.plugin", id=pid))
 
     # -- shop settings ---------------------------------------------------------------
     @view_config(route_name="admin.settings", renderer=tpl("admin/settings.pt"))
@@ -194,7 +223,12 @@ class AdminViews:
         attempt = payments.create_attempt(request, gateway, amount, currency,
                                           request.localizer.translate(_("Gateway test payment")),
                                           purpose="gateway_test")
-        action = gateway.create_payment(request, attempt)
+        try:
+            action = payments.payment_action(request, gateway, attempt)
+        except APIError as exc:
+            request.tm.doom()
+            flash(request, exc.message, "error")
+            return HTTPFound(request.route_url("admin.payments"))
         audit.record(request.db, audit.actor_of(request), "payment.test", attempt.attempt_no, gateway=gateway.identifier)
         if action.kind == "redirect" and action.url:
             return HTTPFound(action.url)

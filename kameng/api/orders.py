@@ -118,10 +118,10 @@ def create(request):
         attempt = _latest_attempt(request, order)
         action = None
         if attempt is not None and attempt.status == "pending":
-            from kameng.payments.service import get_gateway
+            from kameng.payments.service import get_gateway, payment_action
 
             gateway = get_gateway(request, attempt.gateway)
-            action = gateway.create_payment(request, attempt) if gateway is not None else None
+            action = payment_action(request, gateway, attempt) if gateway is not None else None
     else:
         attempt, action = service.start_payment(request, order, req.payment_method, req.channel)
     request.response.status = 201

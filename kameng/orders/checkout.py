@@ -184,9 +184,11 @@ def check_payment_method(request, method, channel, user) -> None:
         if user is None:
             raise _invalid("payment_method_unavailable", _("Sign in to pay with your balance."))
         return
-    if not isinstance(method, str) or get_gateway(request, method) is None:
+    gateway = get_gateway(request, method) if isinstance(method, str) else None
+    if gateway is None:
         raise _invalid("payment_method_unavailable", _("This payment method is not available."))
-    if channel is not None and (not isinstance(channel, str) or not re.fullmatch(r"[a-z0-9_]{1,32}", channel)):
+    if channel is not None and (not isinstance(channel, str) or not re.fullmatch(r"[a-z0-9_]{1,32}", channel)
+                                or channel not in {code for code, _label in gateway.channels()}):
         raise _invalid("payment_method_unavailable", _("This payment channel is not available."))
 
 

@@ -1,3 +1,3 @@
 """Payments, the core side: attempts, the gateway registry, and the one path
 every notify goes through (:func:`apply_notification`)."""
-from kameng.payments.base import NotificationRejected, PaymentGateway  # noqa: F401
+from kameng.payments.base import GatewayError, NotificationRejected, PaymentGateway  # noqa: F401

@@ -15,6 +15,17 @@ class NotificationRejected(Exception):
     fields). The message is logged; it must not contain secrets."""
 
 
+class GatewayError(Exception):
+    """A call to the provider failed or its answer did not verify. The
+    message is shown to the admin and logged: it must not contain secrets.
+    ``uncertain`` says the provider may have acted (a timeout after the
+    request went out), so the core must not treat it as a refusal."""
+
+    def __init__(self, message: str, uncertain: bool = False):
+        super().__init__(message)
+        self.uncertain = uncertain
+
+
 class PaymentGateway:
     #: the plugin id that provides the gateway; also the notify route's name
     identifier: str = ""
@@ -25,14 +36,27 @@ class PaymentGateway:
     #: the setting holding the merchant id the core compares with notifies
     merchant_id_setting: str | None = None
     refund_supported: bool = False
+    #: :meth:`test_connection` asks the provider something harmless
+    connection_test_supported: bool = False
+    #: :meth:`close_payment` exists: the core closes an attempt whose order
+    #: expired or was cancelled, so the buyer cannot pay it afterwards
+    close_supported: bool = False
 
     def __init__(self, settings: dict):
         self.settings = settings
 
+    def channels(self) -> list[tuple[str, str]]:
+        """``[(code, label)]`` of the payment channels the merchant enabled
+        (epay: ``alipay``, ``wxpay``…). The buyer picks one; the core
+        refuses any other. Empty: the gateway has no channels."""
+        return []
+
     def create_payment(self, request, attempt) -> PaymentAction:
         """Build what the buyer needs to pay ``attempt`` (its ``attempt_no``
-        is the merchant order number the provider sees). Idempotent on
-        ``attempt.attempt_no``. No state changes."""
+        is the merchant order number the provider sees; ``attempt.channel``
+        the channel the buyer picked). The core calls it once per attempt
+        and keeps the answer; raise :class:`GatewayError` when the provider
+        refuses or cannot be reached. No state changes."""
         raise NotImplementedError
 
     def parse_notification(self, request) -> Notification:
@@ -48,6 +72,17 @@ class PaymentGateway:
         """Ask the provider for the attempt's state (reconciliation). ``None``
         when the provider has no record of it."""
         return None
+
+    def test_connection(self, request) -> str:
+        """Check the settings against the provider without moving money
+        (query an order number that does not exist, fetch certificates…).
+        Return a short success message; raise :class:`GatewayError`."""
+        raise NotImplementedError
+
+    def close_payment(self, request, attempt) -> None:
+        """Close an unpaid attempt at the provider (only when
+        ``close_supported``). Raise :class:`GatewayError` to be retried."""
+        raise NotImplementedError
 
     def refund(self, request, attempt, refund) -> RefundResult:
         """Refund ``refund.amount`` (minor units) of a paid ``attempt``.

@@ -35,6 +35,9 @@ class PaymentAttempt(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     paid_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_by: Mapped[str] = mapped_column(String(254), default="")
+    #: what the provider answered when the payment was created (a pay URL,
+    #: a QR text), kept so a reload shows the same thing without asking again
+    action: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class PaymentNotice(Base):

@@ -18,7 +18,10 @@ from kameng import money
 from kameng.db import utcnow
 from kameng.payments.base import PaymentGateway
 from kameng.payments.models import FAILED, PAID, PENDING, PaymentAttempt, PaymentNotice
-from kameng.types import Notification
+from kameng.errors import APIError
+from kameng.i18n import _
+from kameng.payments.base import GatewayError
+from kameng.types import Notification, PaymentAction
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,15 @@ def get_gateway(request, identifier: str) -> PaymentGateway | None:
     return cls(request.plugin_settings(pid))
 
 
+def plugin_gateway(request, plugin_id: str) -> PaymentGateway | None:
+    """The gateway a plugin offers, configured with its stored settings,
+    enabled or not (the admin tests a connection before enabling)."""
+    entry = request.registry["kameng.gateways"].get(plugin_id)
+    if entry is None:
+        return None
+    return entry[1](request.plugin_settings(entry[0]))
+
+
 def available_gateways(request) -> list[PaymentGateway]:
     return [g for g in (get_gateway(request, i) for i in sorted(request.registry["kameng.gateways"])) if g]
 
@@ -79,6 +91,28 @@ def create_attempt(request, gateway: PaymentGateway, amount: int, currency: str,
     request.db.add(attempt)
     request.db.flush()
     return attempt
+
+
+def payment_action(request, gateway: PaymentGateway, attempt: PaymentAttempt) -> PaymentAction:
+    """What the buyer must do to pay ``attempt``: asked of the gateway once,
+    then kept on the attempt (providers refuse or duplicate a second create
+    for the same number). A provider that cannot be reached is a 502 with
+    nothing written."""
+    if attempt.action:
+        data = json.loads(attempt.action)
+        return PaymentAction(kind=data["kind"], url=data.get("url", ""), payload=data.get("payload", ""),
+                             fields=data.get("fields") or {})
+    try:
+        action = gateway.create_payment(request, attempt)
+    except GatewayError as exc:
+        log.warning("payment_create_failed", extra={"gateway": gateway.identifier, "attempt_no": attempt.attempt_no,
+                                                    "reason": str(exc)})
+        raise APIError(502, "gateway_unavailable", _("The payment provider did not answer; try again in a moment "
+                                                     "or choose another payment method.")) from None
+    attempt.action = json.dumps({"kind": action.kind, "url": action.url, "payload": action.payload,
+                                 "fields": {str(k): str(v) for k, v in (action.fields or {}).items()}},
+                                ensure_ascii=False)
+    return action
 
 
 def record_notice(request, gateway_id: str, attempt_no, verified: bool, outcome: str, detail: str,
@@ -146,3 +180,26 @@ def apply_notification(request, gateway: PaymentGateway, n: Notification) -> tup
     request.hooks.kameng_payment_succeeded(request=request, attempt=attempt)
     log.info("payment_applied", extra={"attempt_no": attempt.attempt_no, "gateway": gateway.identifier})
     return True, "applied", ""
+
+
+def query_attempt(request, gateway: PaymentGateway, attempt: PaymentAttempt) -> str:
+    """Ask the provider about a pending attempt and apply its answer through
+    the same path a notify takes (the reconciliation job and the admin's
+    "query the gateway now"). Returns the outcome, also kept as a notice."""
+    try:
+        n = gateway.query_payment(request, attempt)
+    except GatewayError as exc:
+        record_notice(request, gateway.identifier, attempt.attempt_no, False, "query:error", str(exc), {})
+        return "query:error"
+    if n is None:
+        record_notice(request, gateway.identifier, attempt.attempt_no, False, "query:unknown",
+                      "the provider has no record of this payment", {})
+        return "query:unknown"
+    if n.attempt_no != attempt.attempt_no:
+        record_notice(request, gateway.identifier, attempt.attempt_no, False, "query:mismatch",
+                      "the provider answered about another payment", dict(n.raw))
+        return "query:mismatch"
+    _accepted, outcome, detail = apply_notification(request, gateway, n)
+    record_notice(request, gateway.identifier, n.attempt_no, True, f"query:{outcome}", detail, dict(n.raw))
+    return f"query:{outcome}"
+

@@ -33,7 +33,8 @@ def process(request, gateway, notification_or_exc, params):
     else:
         n = notification_or_exc
         accepted, outcome, detail = apply_notification(request, gateway, n)
-        record_notice(request, gateway.identifier, n.attempt_no, True, outcome, detail, params)
+        # what the gateway verified (a JSON or encrypted body has no form fields)
+        record_notice(request, gateway.identifier, n.attempt_no, True, outcome, detail, n.raw or params)
     status, body, ctype = gateway.ack(accepted)
     return Response(body, status=status, content_type=ctype, charset="utf-8")
 

@@ -30,7 +30,7 @@ from kameng.orders import access, pricing, service, states
 from kameng.orders.checkout import (OrderRequest, access_token, check_quantity, check_recharge, create_order,
                                     find_sku, out_of_stock, parse_quantity)
 from kameng.payments.models import PaymentAttempt
-from kameng.payments.service import available_gateways, get_gateway
+from kameng.payments.service import available_gateways, get_gateway, payment_action
 from kameng.storefront.views import ID, Shelf
 from kameng.theming import tpl
 
@@ -176,11 +176,23 @@ class Choice:
             (a.code or "").lower() == self.coupon.lower() for a in self.quote.adjustments))
 
 
+def split_method(value: str) -> tuple[str, str | None]:
+    """A checkout choice ``gateway`` or ``gateway:channel``."""
+    method, _sep, channel = (value or "")[:100].partition(":")
+    return method, channel or None
+
+
 def payment_methods(request, user, amount: int | None, chosen: str = "") -> list[dict]:
     """The gateways on offer (a test one says so), and the balance for a member."""
     currency = request.shop["currency"]
-    out = [{"id": g.identifier, "label": g.public_name or g.identifier, "test": g.is_test, "balance": None,
-            "short": False} for g in available_gateways(request)]
+    out = []
+    for g in available_gateways(request):
+        name = g.public_name or g.identifier
+        # a gateway with channels (epay: Alipay, WeChat Pay…) is one choice per channel
+        for code, label in (g.channels() or [(None, None)]):
+            out.append({"id": f"{g.identifier}:{code}" if code else g.identifier,
+                        "label": _("${gateway} · ${channel}", mapping={"gateway": name, "channel": label})
+                        if code else name, "test": g.is_test, "balance": None, "short": False})
     if user is not None:
         from kameng import wallet
 
@@ -246,7 +258,8 @@ def checkout_submit(request):
     choice = Choice(request, product, form)
     req = OrderRequest(sku=choice.code, quantity=choice.quantity_raw, contact=form.get("contact", "")[:300],
                        query_password=form.get("query_password", "")[:100],
-                       payment_method=form.get("payment_method", "")[:64], recharge=choice.recharge_raw,
+                       payment_method=split_method(form.get("payment_method", ""))[0],
+                       channel=split_method(form.get("payment_method", ""))[1], recharge=choice.recharge_raw,
                        coupon=choice.coupon, idempotency_key=form.get("idempotency_key") or None)
     try:
         with request.db.begin_nested():
@@ -275,7 +288,7 @@ def resume_payment(request, order):
     gateway = get_gateway(request, attempts[-1].gateway)
     if gateway is None:
         return None, None
-    return attempts[-1], gateway.create_payment(request, attempts[-1])
+    return attempts[-1], payment_action(request, gateway, attempts[-1])
 
 
 def payment_url(request, order, attempt, action) -> str:
@@ -366,7 +379,8 @@ def order_page(request, order) -> dict:
                    for e in data["events"]],
         "attempt": attempt, "attempt_name": gateway_name(request, attempt.gateway) if attempt else None,
         "methods": payment_methods(request, request.user if owner else None, order.amount,
-                                   order.payment_method) if pending else [],
+                                   f"{order.payment_method}:{order.channel}" if order.channel
+                                   else order.payment_method) if pending else [],
         "paid_with": gateway_name(request, order.payment_method) if order.paid_at else None,
         "can_report": order.status == states.DELIVERED,
         "poll_url": request.route_url("api.order", order_no=order.order_no, _query={"token": token}),
@@ -392,8 +406,8 @@ def order_action(request):
     try:
         with request.db.begin_nested():
             if name == "pay":
-                method = request.POST.get("payment_method", "")[:64]
-                attempt, action = service.start_payment(request, order, method, None, actor=actor(request))
+                method, channel = split_method(request.POST.get("payment_method", ""))
+                attempt, action = service.start_payment(request, order, method, channel, actor=actor(request))
                 return HTTPSeeOther(payment_url(request, order, attempt, action))
             if name == "cancel":
                 service.cancel(request, order, actor=actor(request), reason=_("Cancelled by the buyer"))
@@ -450,7 +464,11 @@ def pay_page(request):
         request.session.flash(request.localizer.translate(
             _("This payment method is not available any more; choose another.")), "error")
         return HTTPSeeOther(back)
-    action = gateway.create_payment(request, attempt)
+    try:
+        action = payment_action(request, gateway, attempt)
+    except APIError as exc:
+        request.session.flash(request.localizer.translate(exc.message), "error")
+        return HTTPSeeOther(back)
     if action.kind == "redirect":
         return HTTPSeeOther(action.url)
     request.response.headers["Cache-Control"] = NO_STORE
@@ -475,7 +493,9 @@ def pay_qr(request):
     gateway = get_gateway(request, attempt.gateway)
     if order.status != states.PENDING or attempt.status != "pending" or gateway is None:
         raise HTTPNotFound()
-    action = gateway.create_payment(request, attempt)
+    if not attempt.action:  # the pay page asks the provider; this image only shows its answer
+        raise HTTPNotFound()
+    action = payment_action(request, gateway, attempt)
     if action.kind != "qrcode" or not action.payload:
         raise HTTPNotFound()
     svg = segno.make(action.payload, error="m")

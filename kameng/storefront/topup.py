@@ -14,7 +14,7 @@ from kameng import money, wallet
 from kameng.errors import APIError
 from kameng.i18n import _
 from kameng.payments.models import PaymentAttempt
-from kameng.payments.service import get_gateway
+from kameng.payments.service import get_gateway, payment_action
 from kameng.storefront.account import account_balance
 from kameng.storefront.orders import NO_STORE, qr_svg
 from kameng.theming import tpl
@@ -57,7 +57,11 @@ def pay(request):
     gateway = get_gateway(request, attempt.gateway)
     if attempt.status != "pending" or gateway is None:
         return HTTPSeeOther(request.route_url("account.balance"))
-    action = gateway.create_payment(request, attempt)
+    try:
+        action = payment_action(request, gateway, attempt)
+    except APIError as exc:
+        request.session.flash(request.localizer.translate(exc.message), "error")
+        return HTTPSeeOther(request.route_url("account.balance"))
     if action.kind == "redirect":
         return HTTPSeeOther(action.url)
     request.response.headers["Cache-Control"] = NO_STORE
