@@ -10,9 +10,9 @@ What it does:
 1. **Extract** every message of the ``kameng`` domain with lingua (the
    extractors named in ``kameng/locale/lingua.cfg``, as ``pot-create -c`` would
    use them): ``i18n:translate`` / ``i18n:attributes`` in the Chameleon
-   templates (``themes/**/*.pt``, ``plugins/sandbox/kameng_sandbox/templates``)
+   templates (``themes/**/*.pt``, ``plugins/*/kameng_*/templates``)
    and ``_("...")`` calls in ``kameng/**/*.py`` and
-   ``plugins/sandbox/kameng_sandbox/**/*.py``, into ``kameng/locale/kameng.pot``
+   ``plugins/*/kameng_*/**/*.py``, into ``kameng/locale/kameng.pot``
    (file names without line numbers, sorted by message id, so the file only
    changes when the messages do).
 2. **Merge** the template into ``kameng/locale/<lang>/LC_MESSAGES/kameng.po``
@@ -49,7 +49,9 @@ SOURCE_LANGUAGE = "en"
 CONFIG = LOCALE_DIR / "lingua.cfg"
 POT = LOCALE_DIR / f"{DOMAIN}.pot"
 # folders (relative to the repository root) whose templates and Python files hold kameng's messages
-SOURCES = ("kameng", "themes", "plugins/sandbox/kameng_sandbox")
+# (the bundled plugins share the core's catalog)
+SOURCES = ("kameng", "themes", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("plugins/*/kameng_*")
+                                       if p.is_dir()))
 SKIP_DIRS = {"__pycache__", "locale", "static", ".git"}
 # lingua guesses these from the text; kameng's messages use Pyramid's ${name}
 # interpolation, never % or {} formatting
