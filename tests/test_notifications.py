@@ -90,3 +90,24 @@ def test_low_stock_fires_once_when_crossing_the_threshold(plug_app):
     run_all(registry)
     lows = [c for c in kameng_testplug.CALLS if c[1] == "stock.low"]
     assert lows == [("notify", "stock.low", {"sku": "LOW", "name": "low", "available": 2, "threshold": 2})]
+
+
+def test_a_wrong_amount_alerts_the_shop_once_however_often_the_gateway_retries(plug_app):
+    import webtest
+
+    from kameng.testing import open_order
+    from orders_helpers import enable_sandbox, make_sku, notify_fields
+
+    registry = plug_app.registry
+    kameng_testplug.CALLS.clear()
+    set_plugin(registry, "testplug", enabled=True, api_key="k" * 12)
+    enable_sandbox(registry)
+    make_sku(registry, "CARD10", price="10.00", keys=2)
+    order_no, attempt_no = open_order(registry, "CARD10", "sandbox")
+    web = webtest.TestApp(plug_app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    for _ in range(3):  # the gateway retries a refused notify
+        assert web.post("/pay/sandbox/notify", notify_fields(attempt_no, "0.01"), status=400).text == "fail"
+    run_all(registry)
+    alerts = [c[2] for c in kameng_testplug.CALLS if c[:2] == ("notify", "payment.amount_mismatch")]
+    assert alerts == [{"attempt_no": attempt_no, "gateway": "sandbox", "order_no": order_no, "expected": "10.00",
+                       "currency": "CNY", "paid": "0.01"}]

@@ -846,7 +846,7 @@ def test_the_query_job_pays_an_order_whose_notify_never_came(api, oregistry, sho
     assert outcomes == ["query:unknown", "query:amount_mismatch", "query:applied"]
     make_due(oregistry)
     run_jobs(oregistry)  # a paid attempt is not asked about any more
-    assert count(oregistry, PaymentNotice) == 2
+    assert count(oregistry, PaymentNotice) == 3
     assert plug.CALLS.count(("delivered", no)) == 1
 
 

@@ -123,6 +123,20 @@ def record_notice(request, gateway_id: str, attempt_no, verified: bool, outcome:
                                  payload=json.dumps(redact(params), ensure_ascii=False)))
 
 
+def _alert(request, event: str, attempt: PaymentAttempt, **data) -> None:
+    """Tell the shop (notification plugins) once per attempt and event: a
+    gateway retries a refused notify several times."""
+    from kameng.notifications import emit
+    from kameng.orders.models import Order
+
+    order_no = request.db.scalar(select(Order.order_no).where(Order.id == attempt.order_id)) \
+        if attempt.order_id is not None else None
+    emit(request.db, event, {"attempt_no": attempt.attempt_no, "gateway": attempt.gateway, "order_no": order_no,
+                             "expected": money.format_minor(attempt.amount, attempt.currency),
+                             "currency": attempt.currency, **data},
+         dedupe_key=f"{event}:{attempt.attempt_no}")
+
+
 def apply_notification(request, gateway: PaymentGateway, n: Notification) -> tuple[bool, str, str]:
     """Apply a verified notification. Returns ``(accept, outcome, detail)``:
     ``accept`` says whether to acknowledge it to the gateway."""
@@ -152,6 +166,7 @@ def apply_notification(request, gateway: PaymentGateway, n: Notification) -> tup
         return False, "bad_amount", "amount has more places than the currency"
     if amount != attempt.amount:
         log.error("payment_amount_mismatch", extra={"attempt_no": attempt.attempt_no, "gateway": gateway.identifier})
+        _alert(request, "payment.amount_mismatch", attempt, paid=money.format_minor(amount, attempt.currency))
         return False, "amount_mismatch", (f"paid {money.format_minor(amount, attempt.currency)}, "
                                           f"expected {money.format_minor(attempt.amount, attempt.currency)}")
     if not n.provider_trade_no:
@@ -160,6 +175,7 @@ def apply_notification(request, gateway: PaymentGateway, n: Notification) -> tup
         if attempt.provider_trade_no == n.provider_trade_no:
             return True, "duplicate", "already applied"
         log.error("payment_paid_twice", extra={"attempt_no": attempt.attempt_no, "gateway": gateway.identifier})
+        _alert(request, "payment.paid_twice", attempt, provider_trade_no=n.provider_trade_no[:128])
         return True, "second_payment", "a second trade for a paid attempt: refund it"
     taken = db.scalar(select(PaymentAttempt.id).where(PaymentAttempt.gateway == gateway.identifier,
                                                       PaymentAttempt.provider_trade_no == n.provider_trade_no))
