@@ -1,6 +1,7 @@
 """The notify route every gateway shares: ``/pay/<gateway>/notify``."""
 from __future__ import annotations
 
+import json
 import logging
 
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
@@ -16,17 +17,28 @@ log = logging.getLogger(__name__)
 
 
 def request_params(request) -> dict:
+    """What a notify carried, for the (redacted) log: query and form fields,
+    or the top level of a JSON body (epusdt, WeChat Pay's envelope)."""
     params = {}
     for source in (request.GET, request.POST):
         for k, v in source.items():
             params.setdefault(k, v)
+    if not params and request.content_type == "application/json" and 0 < (request.content_length or 0) <= 65536:
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            return {"body": "not JSON"}
+        if isinstance(body, dict):
+            params = {str(k): v if isinstance(v, str | int | float | bool) or v is None else type(v).__name__
+                      for k, v in body.items()}
     return params
 
 
 def process(request, gateway, notification_or_exc, params):
     """Apply a parsed notification (or record a rejection) and build the reply."""
     if isinstance(notification_or_exc, NotificationRejected):
-        record_notice(request, gateway.identifier, params.get("attempt_no") or params.get("out_trade_no"),
+        number = params.get("attempt_no") or params.get("out_trade_no") or params.get("order_id")
+        record_notice(request, gateway.identifier, number if isinstance(number, str) else None,
                       False, "rejected", str(notification_or_exc), params)
         log.warning("notify_rejected", extra={"gateway": gateway.identifier, "reason": str(notification_or_exc)})
         accepted = False
