@@ -214,7 +214,19 @@ class LiveServer:
         raise RuntimeError("live server did not start")
 
     def stop(self):
-        self.server.close()
+        """Close the listening socket and every connection from inside the
+        server's own loop (closing them from this thread races with it),
+        then wait for the loop to end and the worker threads to finish."""
+        server = self.server
+
+        def close_all():
+            for dispatcher in list(server._map.values()):
+                with contextlib.suppress(OSError):
+                    dispatcher.close()
+
+        server.trigger.pull_trigger(close_all)
+        self.thread.join(timeout=10)
+        server.task_dispatcher.shutdown()
 
 
 @pytest.fixture
