@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-_LINE = re.compile(r"^([A-Za-z0-9_-]{1,32}):([A-Za-z0-9_=-]{43,44})$")
+_LINE = re.compile(r"^([A-Za-z0-9_-]{1,32}):([A-Za-z0-9_=-]{43,44})\Z")
 
 
 class KeyRingError(Exception):

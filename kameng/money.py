@@ -5,7 +5,9 @@ import re
 from decimal import Decimal, InvalidOperation
 
 DIGITS = {"JPY": 0, "KRW": 0, "USDT": 2}
-_DECIMAL = re.compile(r"^(0|[1-9]\d{0,14})(\.\d+)?$")
+# ASCII digits only: \d would take "1.0０" (a full-width zero), and Decimal reads it
+# (fullmatch: "$" would let a trailing newline through)
+_DECIMAL = re.compile(r"(0|[1-9][0-9]{0,14})(\.[0-9]+)?")
 
 
 class MoneyError(ValueError):
@@ -23,7 +25,7 @@ def parse_decimal(text, max_places: int = 2) -> Decimal:
     currency has (``1.001`` for CNY): a gateway or a form that sends those is
     wrong, and guessing would move money.
     """
-    if not isinstance(text, str) or not _DECIMAL.match(text):
+    if not isinstance(text, str) or not _DECIMAL.fullmatch(text):
         raise MoneyError(f"not a plain decimal amount: {text!r}"[:80])
     if "." in text and len(text.split(".", 1)[1].rstrip("0")) > max_places:
         raise MoneyError(f"too many decimal places: {text!r}"[:80])

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 MEMORY_KIB = 19456
 ITERATIONS = 2
 LANES = 1
-_PHC = re.compile(r"^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$")
+_PHC = re.compile(r"^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)\Z")
 MAX_PASSWORD_BYTES = 1024
 
 

@@ -19,7 +19,7 @@ from pyramid.csrf import get_csrf_token
 from pyramid.renderers import get_renderer
 
 DEFAULT_SPEC = "kameng.themes:default/"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}\Z")
 
 
 def tpl(name: str) -> str:

@@ -18,7 +18,7 @@ def test_parse_minor(text, minor):
 
 
 @pytest.mark.parametrize("text", ["", "1.001", "1e2", "-1", "+1", "NaN", " 1.00", "0x10", "01", "1.", ".5",
-                                  "1,00", "１", None, 1.5])
+                                  "1,00", "１", "1.0０", "1０", "1.00\n", "1\n", "٣", None, 1.5])
 def test_parse_refuses(text):
     with pytest.raises(money.MoneyError):
         money.parse_minor(text, "CNY")

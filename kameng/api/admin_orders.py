@@ -34,7 +34,7 @@ from kameng.orders.models import Order, Refund
 from kameng.payments.models import PaymentNotice
 
 ACTIONS = ("deliver", "redeliver", "refund", "refund_paid", "cancel", "replace_key")
-_ID = re.compile(r"^[1-9]\d{0,8}$")
+_ID = re.compile(r"^[1-9][0-9]{0,8}\Z")
 MAX_REASON = admin_orders.MAX_REASON
 MAX_TEXT = admin_orders.MAX_TEXT
 

@@ -34,7 +34,7 @@ MAX_QUERY = 100
 MAX_KEYS_BODY = 20 * 1024 * 1024  # a key import upload, in bytes
 MAX_SEPARATOR = 10
 MAX_PATTERN = 200  # what the service keeps of a recharge field's pattern
-_ID = re.compile(r"^[1-9]\d{0,8}$")  # ids the database can hold on every backend
+_ID = re.compile(r"^[1-9][0-9]{0,8}\Z")  # ids the database can hold on every backend
 _LIKE_ESCAPE = "/"
 PRODUCT_FIELDS = ("name", "type", "category_id", "description", "instructions", "images", "tags",
                   "recharge_fields", "hot", "recommended", "visible", "archived", "sort")

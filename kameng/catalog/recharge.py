@@ -23,7 +23,7 @@ KINDS = {
     "text": (None, _("has the wrong format")),
     "choice": (None, _("must be one of the choices")),
 }
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 # a repeated group that repeats inside, like (a+)+: catastrophic backtracking
 _NESTED_QUANTIFIER = re.compile(r"\([^()]*[+*}][^()]*\)\s*[+*{]")
 

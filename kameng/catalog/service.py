@@ -14,8 +14,8 @@ from kameng.catalog.models import PRODUCT_TYPES, Category, Product, Sku, SkuPric
 from kameng.i18n import _
 from kameng.inventory.models import CardKey
 
-CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-URL = re.compile(r"^(https?://[^\s\"'<>]{1,490}|/[^\s\"'<>]{0,490})$")
+CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+URL = re.compile(r"^(https?://[^\s\"'<>]{1,490}|/[^\s\"'<>]{0,490})\Z")
 MAX_QUANTITY = 10000
 ALLOWED_TAGS = {"p", "br", "b", "strong", "i", "em", "u", "s", "ul", "ol", "li", "h3", "h4", "blockquote",
                 "code", "pre", "a", "img", "span", "table", "thead", "tbody", "tr", "th", "td", "hr"}

@@ -32,9 +32,9 @@ from kameng.types import RiskVerdict
 
 log = logging.getLogger(__name__)
 
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-PHONE = re.compile(r"^\+?[0-9]{6,15}$")
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:\-]{8,128}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}\Z")
+PHONE = re.compile(r"^\+?[0-9]{6,15}\Z")
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:\-]{8,128}\Z")
 #: query passwords guard one order and are rate limited: a lighter Argon2id
 #: (8 MiB, 1 pass, ~10 ms) keeps checkout fast without making them cheap
 QUERY_PASSWORD_COST = {"memory_kib": 8192, "iterations": 1}

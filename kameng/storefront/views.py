@@ -22,7 +22,7 @@ from kameng.i18n import LANGUAGES, _
 from kameng.money import format_minor
 from kameng.theming import tpl
 
-ID = re.compile(r"^[1-9][0-9]{0,8}$")  # fits every database's INTEGER
+ID = re.compile(r"^[1-9][0-9]{0,8}\Z")  # fits every database's INTEGER
 ROW_SIZE = 12  # products in the hot and the recommended rows
 EXCERPT = 80  # characters of a description on a product card
 BLOCK_TAG = re.compile(r"</?(?:p|br|li|ul|ol|h[1-6]|blockquote|pre|table|thead|tbody|tr|td|th|hr|div)\b[^>]*>",

@@ -40,7 +40,7 @@ class SandboxDriver(GatewayDriver):
         return [text, text.rstrip("0").rstrip("."), text[:-1]] if text.endswith("00") else [text]
 
     def malformed_amounts(self) -> list:
-        return ["1e2", "-1.00", "NaN", " 1.00", "0x10", "1.001", "1,00", "", "１.00"]
+        return ["1e2", "-1.00", "NaN", " 1.00", "0x10", "1.001", "1,00", "", "１.00", "1.0０", "1.00\n"]
 
     def with_signature(self, n, value) -> NotifyRequest:
         form = [(k, v) for k, v in n.form if k != "sign"]
