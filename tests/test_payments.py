@@ -188,3 +188,32 @@ def test_pay_urls_use_the_configured_base_url_not_the_host_header(registry, sand
     finally:
         env["closer"]()
     assert action.url.startswith("http://localhost/pay/sandbox/pay/P")
+
+
+def test_a_notify_that_cannot_be_taken_gets_a_bare_fail_never_a_page(testapp, registry, sandbox):
+    """epay counts any reply containing "success" as taken; an HTML page that
+    repeats the query string (TRADE_SUCCESS) in its links would stop its
+    retries for a payment the shop never recorded."""
+    query = "?trade_status=TRADE_SUCCESS&out_trade_no=P1&money=1.00&sign=x"
+    set_plugin(registry, "sandbox", enabled=False)
+    for path in ("/pay/sandbox/notify", "/pay/nosuchgateway/notify"):
+        for method in ("GET", "POST"):
+            resp = testapp.request(path + query, method=method, expect_errors=True)
+            assert (resp.status_int, resp.text, resp.content_type) == (404, "fail", "text/plain")
+
+
+def test_a_notify_that_fails_inside_rolls_back_and_asks_for_a_retry(testapp, registry, sandbox, monkeypatch):
+    from kameng.payments import views
+
+    attempt_no = new_attempt(registry)
+
+    def broken(request, gateway, n):
+        service.record_notice(request, gateway.identifier, n.attempt_no, True, "applied", "", {})
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(views, "apply_notification", broken)
+    fields = signed_fields(attempt_no, "12.50", "paid", SECRET)
+    resp = testapp.post("/pay/sandbox/notify", fields, expect_errors=True)
+    assert (resp.status_int, resp.text) == (503, "fail")
+    assert outcomes(registry) == []  # the half-written notice was rolled back
+    assert attempt(registry, attempt_no).status == "pending"

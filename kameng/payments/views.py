@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import logging
 
-from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
+from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.response import Response
-from pyramid.view import view_config
+from pyramid.view import exception_view_config, view_config
 from sqlalchemy import select
 
 from kameng.payments.base import NotificationRejected
@@ -51,17 +51,39 @@ def process(request, gateway, notification_or_exc, params):
     return Response(body, status=status, content_type=ctype, charset="utf-8")
 
 
+#: what the notify route answers when it cannot take a notify: never a page.
+#: Providers look for a word in the reply (epay: any "success", in any case,
+#: anywhere), and an HTML page that repeats the query string in its links
+#: would contain the notify's own TRADE_SUCCESS: the provider would stop
+#: retrying a payment the shop never recorded.
+NOT_TAKEN = "fail"
+
+
+def not_taken(status: int) -> Response:
+    return Response(NOT_TAKEN, status=status, content_type="text/plain", charset="utf-8")
+
+
 @view_config(route_name="pay.notify", require_csrf=False)
 def notify(request):
     gateway = get_gateway(request, request.matchdict["gateway"])
-    if gateway is None:
-        raise HTTPNotFound()
+    if gateway is None:  # unknown, or its plugin is off: the provider must try again later
+        return not_taken(404)
     params = request_params(request)
     try:
         parsed = gateway.parse_notification(request)
     except NotificationRejected as exc:
         parsed = exc
     return process(request, gateway, parsed, params)
+
+
+@exception_view_config(Exception, route_name="pay.notify")
+def notify_failed(exc, request):
+    """Anything that goes wrong while a notify is handled (a database that
+    cannot commit, a plugin bug) answers a bare 503 ``fail``: the
+    transaction is rolled back and the provider retries."""
+    log.error("notify_failed", extra={"gateway": request.matchdict.get("gateway") if request.matchdict else None,
+                                      "error": type(exc).__name__})
+    return not_taken(503)
 
 
 def return_target(request, attempt) -> str:

@@ -202,7 +202,15 @@ class LiveServer:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.server = waitress.server.create_server(app, host="127.0.0.1", port=port, threads=8)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        try:
+            self.server.run()
+        except (OSError, ValueError):  # a socket closed under the loop while it stops
+            if not self.stopping:
+                raise
 
     def start(self):
         self.thread.start()
@@ -218,6 +226,7 @@ class LiveServer:
         server's own loop (closing them from this thread races with it),
         then wait for the loop to end and the worker threads to finish."""
         server = self.server
+        self.stopping = True
 
         def close_all():
             for dispatcher in list(server._map.values()):
