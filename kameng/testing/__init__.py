@@ -125,6 +125,7 @@ def make_app(base_settings, _fresh_database):
         made.append(app)
         return app
 
+    factory.made = made
     yield factory
     for app in made:
         app.registry["kameng.engine"].dispose()
@@ -152,7 +153,13 @@ def _empty_database_after_test(request):
             empty_tables(engine)
         finally:
             engine.dispose()
-        del app_factory
+        # every app's pooled connections are closed between tests (an engine
+        # reconnects when used again): tests that build an app each (a live
+        # server on a new port) would otherwise exhaust a server's connections
+        for made in app_factory.made:
+            engine = made.registry["kameng.engine"]  # the write engine shares its pool
+            if getattr(engine.pool, "checkedin", lambda: 1)():
+                engine.dispose()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from kameng import strictjson
 from kameng.money import MoneyError, parse_decimal
 
 CREATE_PATH = "/api/v1/order/create-transaction"
@@ -106,34 +107,13 @@ def dumps(fields: dict) -> bytes:
 # -- reading JSON the way it arrived --------------------------------------------------
 
 
-def _object(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            # Go keeps the last value, a Python dict too; a verifier and a
-            # reader that disagree on which one counts is how forgeries start
-            raise ProtocolError("a field is sent twice")
-        out[key] = value
-    return out
-
-
-def _constant(name):
-    raise ProtocolError("NaN and Infinity are not JSON numbers")
-
-
 def loads(body: bytes):
     """Strict JSON: UTF-8 only, no duplicate keys, no NaN, numbers kept as
     :class:`Number` tokens."""
-    if len(body) > MAX_BODY:
-        raise ProtocolError("the body is too large")
     try:
-        text = body.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_object, parse_float=Number, parse_int=Number,
-                          parse_constant=_constant)
-    except ProtocolError:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ProtocolError("the body is not JSON") from None
+        return strictjson.loads(body, max_bytes=MAX_BODY, parse_float=Number, parse_int=Number)
+    except strictjson.StrictJSONError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 # -- the create call ------------------------------------------------------------------

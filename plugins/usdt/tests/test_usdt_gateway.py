@@ -57,7 +57,7 @@ def test_a_waiting_callback_is_pending():
     (notify(PAID["body"], query="?amount=1"), "query parameters"),
     (notify(PAID["body"], query="?order_id=P251126120000123456789012345678"), "query parameters"),
     (notify(b"{" + b" " * protocol.MAX_BODY + b"}"), "too large"),
-    (notify(PAID["body"][:-1] + ',"status":3}'), "sent twice"),
+    (notify(PAID["body"][:-1] + ',"status":3}'), "twice"),
     (notify(PAID["body"].replace('"52b3', '"52B3')), "malformed signature"),
 ])
 def test_refused_requests(req, reason):

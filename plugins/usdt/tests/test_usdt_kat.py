@@ -211,9 +211,9 @@ def test_json_signature_types_from_the_wire():
 def test_duplicate_keys_are_refused():
     """B3 #18: ``amount`` twice; Go would keep the last, so would ``dict``."""
     body = body_of("wiki_example_paid")[:-1] + b',"amount":1}'
-    with pytest.raises(ProtocolError, match="sent twice"):
+    with pytest.raises(ProtocolError, match="twice"):
         protocol.loads(body)
-    with pytest.raises(ProtocolError, match="sent twice"):
+    with pytest.raises(ProtocolError, match="twice"):
         protocol.loads(b'{"a":{"b":1,"b":2}}')
 
 

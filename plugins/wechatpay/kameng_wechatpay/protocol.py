@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from kameng import strictjson
+
 AUTH_SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 #: WeChat Pay probes merchants with signatures that must never verify
 SIGNTEST_PREFIX = "WECHATPAY/SIGNTEST/"
@@ -254,32 +256,13 @@ def check_signed(headers: Mapping, body: bytes, find_key: Callable[[str], rsa.RS
 # -- JSON and the encrypted resource ------------------------------------------------------
 
 
-def _no_duplicates(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise ProtocolError("a JSON key appears twice")
-        out[k] = v
-    return out
-
-
-def _no_constant(name):
-    raise ProtocolError(f"JSON {name} is not allowed")
-
-
 def loads(data: bytes):
     """Strict JSON: UTF-8, no key twice (a second ``total`` must not win),
     no NaN or Infinity."""
     try:
-        text = data.decode("utf-8", "strict")
-    except UnicodeDecodeError:
-        raise ProtocolError("not UTF-8") from None
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except ProtocolError:
-        raise
-    except (ValueError, RecursionError):
-        raise ProtocolError("not JSON") from None
+        return strictjson.loads(data, max_bytes=1024 * 1024)
+    except strictjson.StrictJSONError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 def dumps(value) -> bytes:

@@ -55,8 +55,10 @@ def wx_server(make_app):
     """A shop served by waitress whose base URL is its own address (so
     notify URLs lead back to it); query jobs are due at once."""
     port = free_port()
+    # a failed job waits for make_due(): one run_jobs() runs each job once, on every database
+    # (MariaDB keeps whole seconds, so a 0.01 s back-off would already be due)
     app = make_app(**{"kameng.base_url": f"http://127.0.0.1:{port}", "kameng.payments.query_delay_scale": "0",
-                      **NO_LIMITS})
+                      "kameng.jobs.retry_base_seconds": "60", **NO_LIMITS})
     server = LiveServer(app, port).start()
     server.app = app
     yield server
