@@ -298,7 +298,9 @@ ORDER_INPUT = {"type": "object", "required": ["sku"], "properties": {
     "query_password": {"type": "string", "minLength": 4, "maxLength": 64,
                        "description": "needed to look a guest order up"},
     "payment_method": {"type": "string", "examples": ["sandbox", "balance", "epay", "alipay", "wechatpay", "usdt"]},
-    "channel": {"type": "string", "pattern": "^[a-z0-9_]{1,32}$", "description": "epay only: alipay, wxpay, …"},
+    "channel": {"type": "string", "pattern": "^[a-z0-9_]{1,32}$",
+                "description": "one of the gateway's channels: epay alipay, wxpay, …; alipay qrcode, page, wap; "
+                               "wechatpay native, h5"},
     "recharge": {"type": "object", "additionalProperties": {"type": "string"},
                  "description": "direct_recharge only: the product's recharge_fields"},
     "coupon": {"type": "string", "maxLength": 64}}}
@@ -399,7 +401,9 @@ def order_paths() -> dict:
                               ("invalid_contact", "neither an email address nor a phone number"),
                               ("invalid_query_password", "a guest's query password must be 4 to 64 characters"),
                               ("invalid_request", "a field has the wrong type")),
-                "429": _codes(("rate_limited", "too many orders from this address"))}}},
+                "429": _codes(("rate_limited", "too many orders from this address")),
+                "502": _codes(("gateway_unavailable", "the payment provider refused or did not answer; nothing "
+                                                      "was created: try again or use another method"))}}},
         "/api/v1/orders/{order_no}": {"get": {
             "summary": "An order, for its buyer (password, token, or the owner's session or token)",
             "security": optional_auth, "parameters": [order_no, *access],
@@ -416,8 +420,9 @@ def order_paths() -> dict:
                           "403": _codes(("blocked", "anti-fraud refused the payment")),
                           "409": _codes(("order_not_payable", "not pending any more, or expired"),
                                         ("insufficient_balance", "the balance is too low")),
-                          "422": _codes(("payment_method_unavailable", "the method is not available"),
-                                        ("invalid_request", "a field has the wrong type"))}}},
+                          "422": _codes(("payment_method_unavailable", "the method or channel is not available"),
+                                        ("invalid_request", "a field has the wrong type")),
+                          "502": _codes(("gateway_unavailable", "the payment provider refused or did not answer"))}}},
         "/api/v1/orders/{order_no}/cancel": {"post": {
             "summary": "Cancel an unpaid order", "security": optional_auth, "parameters": [order_no, *access],
             "responses": {"200": _json("the cancelled order", _ref("Order")), "404": not_found,
