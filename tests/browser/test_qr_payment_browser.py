@@ -73,3 +73,26 @@ def test_a_buyer_picks_a_channel_scans_the_qr_code_and_the_page_moves_on(page, r
     expect(page.locator("body")).to_contain_text("CARD10-KEY-")
     screenshot("paid-by-qr-code-delivered")
     assert gw.CALLS.count(("create", attempt_no)) == 1
+
+
+def test_the_admin_sees_the_notify_address_and_tests_a_gateways_connection(page, registry, admin, screenshot):
+    gw.CALLS.clear()
+    gw.FAIL.update(create=None, close=None, test=None)
+    set_plugin(registry, "gwtest", enabled=True, token="tok_browser_secret")
+    page.goto("/login")
+    form = page.locator("form#login-form")
+    form.locator("input[name=email]").fill(admin[0])
+    form.locator("input[name=password]").fill(admin[1])
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/admin"))
+
+    page.goto("/admin/plugins/gwtest")
+    expect(page.locator("#notify-url")).to_have_text(re.compile(r"^http://127\.0\.0\.1:\d+/pay/gwtest/notify$"))
+    expect(page.locator("body")).not_to_contain_text("tok_browser_secret")  # secrets stay masked
+    page.locator("#test-connection button").click()
+    expect(page.locator("body")).to_contain_text("token accepted")
+    screenshot("admin-gateway-connection-test")
+    gw.FAIL["test"] = "the provider says: invalid merchant"
+    page.locator("#test-connection button").click()
+    expect(page.locator("body")).to_contain_text("the provider says: invalid merchant")
+    assert gw.CALLS.count(("test", "")) == 2
