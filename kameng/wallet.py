@@ -80,7 +80,10 @@ def post(db, user_id: int, amount: int, currency: str, reason: str, ref: str | N
         raise ValueError("a ledger entry moves money")
     if ref is not None and (done := existing(db, ref)) is not None:
         return done
-    db.execute(select(User.id).where(User.id == user_id).with_for_update())  # one writer per wallet
+    # one writer per wallet. PostgreSQL: FOR NO KEY UPDATE, which an order
+    # insert's foreign-key lock on the same user (KEY SHARE) does not block, so
+    # two balance orders of one account cannot deadlock (MariaDB: see checkout)
+    db.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
     seq, current = _last(db, user_id)
     if current + amount < 0 and not allow_negative:
         raise InsufficientBalance(current, -amount)

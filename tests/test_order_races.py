@@ -232,3 +232,23 @@ def test_expiry_racing_payments_never_delivers_twice_or_loses_money(server, regi
         delivered = req.db.scalar(select(func.count()).where(OrderEvent.to_status == "delivered",
                                                              OrderEvent.kind == "status"))
     assert delivered == 20
+
+
+def test_one_account_paying_twelve_orders_from_its_balance_at_once(server, registry):
+    """The order insert locks the buyer's row for its foreign key and the
+    wallet locks it to debit: twelve at once must neither deadlock (a 500)
+    nor debit more than the balance holds."""
+    from kameng import wallet
+    from orders_helpers import make_buyer
+
+    enable_sandbox(registry)
+    make_sku(registry, "BAL", price="5.00", keys=20)
+    user_id, token = make_buyer(registry, "wallet-race@example.com", balance=5000)  # ten orders' worth
+    auth = {"Authorization": f"Bearer {token}"}
+    results = at_once(12, lambda i: http("POST", f"{server.url}/api/v1/orders",
+                                         order_body("BAL", payment_method="balance"), auth))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201] * 10 + [409] * 2, results
+    assert all(body["error"]["code"] == "insufficient_balance" for status, body in results if status == 409)
+    with app_request(registry) as req:
+        assert wallet.balance(req.db, user_id) == 0
