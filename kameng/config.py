@@ -73,6 +73,8 @@ def configure(settings: dict, extra_plugins=(), load_entrypoints=None) -> Config
     payments.build_registry(config, host)
 
     config.include("kameng.routes")
+    config.include("kameng.dock")
+    config.include("kameng.suppliers")
     for module in ("kameng.errors", "kameng.storefront.views", "kameng.admin.views", "kameng.admin.catalog",
                    "kameng.api.views", "kameng.api.catalog", "kameng.payments.views", "kameng.api.orders",
                    "kameng.api.admin_orders", "kameng.storefront.orders", "kameng.storefront.account", "kameng.storefront.topup",

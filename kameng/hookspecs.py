@@ -178,6 +178,16 @@ def kameng_order_delivered(request, order):
 
 
 @hookspec
+def kameng_order_failed(request, order):
+    """Called in transaction when delivery became impossible (out of stock
+    when the payment arrived, a supplier refused) and the order moved to
+    ``failed``; its refund, if any, is already recorded.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def kameng_order_refunded(request, order, refund):
     """Called in transaction, once per refund, after the money went back.
 

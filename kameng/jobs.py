@@ -246,11 +246,13 @@ def cleanup_finished(request, payload) -> None:
 
 def build_registries(config, host) -> None:
     """Collect job handlers and schedules from the core and every installed plugin."""
+    from kameng.pluginhost import CORE_NAMES
+
     handlers: dict[str, tuple[str | None, JobHandler]] = {}
     for pid, handler in host.collect_by_plugin("kameng_job_handlers"):
         if handler.kind in handlers:
             raise RuntimeError(f"two handlers for job kind {handler.kind!r}")
-        handlers[handler.kind] = (None if pid == "kameng.core" else pid, handler)
+        handlers[handler.kind] = (None if pid in CORE_NAMES else pid, handler)
     config.registry["kameng.job_handlers"] = handlers
-    config.registry["kameng.scheduled_jobs"] = [(None if pid == "kameng.core" else pid, sj)
+    config.registry["kameng.scheduled_jobs"] = [(None if pid in CORE_NAMES else pid, sj)
                                                 for pid, sj in host.collect_by_plugin("kameng_scheduled_jobs")]

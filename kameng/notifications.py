@@ -34,7 +34,9 @@ def _log_event(event: str, data: dict) -> None:
 
 def _listeners(request) -> list[str]:
     hook = request.hooks.kameng_notify
-    return sorted({impl.plugin_name for impl in hook.get_hookimpls()} - {"kameng.core"})
+    from kameng.pluginhost import CORE_NAMES
+
+    return sorted({impl.plugin_name for impl in hook.get_hookimpls()} - set(CORE_NAMES))
 
 
 def fanout(request, payload) -> None:

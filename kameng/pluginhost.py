@@ -34,6 +34,8 @@ from kameng.types import PluginMeta, SettingError
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "kameng"
+#: the names the core's own hook modules are registered under (never a plugin id)
+CORE_NAMES = ("kameng.core", "kameng.dock", "kameng.suppliers")
 SECRET_MASK = "********"
 
 
@@ -97,8 +99,11 @@ class PluginHost:
         pm = pluggy.PluginManager("kameng")
         pm.add_hookspecs(hookspecs)
         from kameng import corehooks
+        from kameng.dock import hooks as dock_hooks
+        from kameng.suppliers import hooks as supplier_hooks
 
-        pm.register(corehooks, name="kameng.core")
+        for name, module in zip(CORE_NAMES, (corehooks, dock_hooks, supplier_hooks)):
+            pm.register(module, name=name)
         blocked = set((settings.get("kameng.plugins.blocked") or "").split())
         plugins: dict[str, InstalledPlugin] = {}
         candidates = []
@@ -119,7 +124,7 @@ class PluginHost:
         for name, module in extra_plugins:
             candidates.append((name, module, getattr(module, "__version__", "0"), module.__name__))
         for name, module, version, dist_name in candidates:
-            if name in plugins or name == "kameng.core":
+            if name in plugins or name in CORE_NAMES:
                 raise PluginError(f"two plugins are installed with the id {name!r}")
             meta = getattr(module, "PLUGIN", None)
             errors = []
@@ -150,7 +155,7 @@ class PluginHost:
     def collect_by_plugin(self, hook_name: str) -> list[tuple[str, object]]:
         """Call a start-up hook on every installed, compatible plugin (enabled
         or not) and return ``(plugin_id, item)`` for each item of each result
-        list; the core's own items come as ``"kameng.core"``."""
+        list; the core's own items come under the names in :data:`CORE_NAMES`."""
         out = []
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             plugin = self.plugins.get(impl.plugin_name)

@@ -227,3 +227,69 @@ class Adjustment:
     code: str = ""
     exclusive_group: str = ""
     priority: int = 100
+
+
+# -- supplier connectors ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpstreamSku:
+    """One option an upstream sells. ``cost`` is what this shop pays per unit
+    (a ``Decimal`` in the connection's currency); ``stock`` is ``None`` when
+    the upstream does not count; ``available`` is false when it stopped
+    selling it."""
+
+    code: str
+    name: str
+    cost: Decimal
+    stock: int | None = None
+    available: bool = True
+
+
+@dataclass(frozen=True)
+class UpstreamGoods:
+    """A product an upstream sells: ``type`` is a kameng product type
+    (``card_key``, ``direct_recharge``, ``manual``); ``recharge_fields``
+    the fields a direct recharge needs, in kameng's catalog format."""
+
+    id: str
+    name: str
+    type: str
+    skus: tuple[UpstreamSku, ...]
+    category: str = ""
+    description: str = ""
+    recharge_fields: tuple = ()
+
+
+@dataclass(frozen=True)
+class UpstreamOrderRequest:
+    """What the core asks a connector to place. ``out_order_no`` is unique,
+    stored before the call and the same on every retry: the connector sends
+    it as the upstream's idempotency key and queries by it before placing
+    again."""
+
+    out_order_no: str
+    sku: str
+    quantity: int
+    recharge: dict = field(default_factory=dict)
+    callback_url: str = ""
+    #: what the buyer paid per unit here, for connectors that check a ceiling
+    max_unit_cost: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamResult:
+    """An upstream order's state, normalised. ``status`` is one of
+    ``processing`` (accepted, not done), ``success``, ``failed`` (nothing was
+    delivered and nothing was charged), ``partial`` (``delivered`` units
+    of the quantity) or ``unknown`` (the call may have reached the upstream:
+    query before doing anything else). ``keys`` are delivered card keys
+    ``(number or None, secret)``: bearer secrets, encrypted by the core."""
+
+    status: str
+    out_order_no: str = ""
+    upstream_order_no: str = ""
+    keys: tuple[tuple[str | None, str], ...] = ()
+    delivered: int | None = None
+    cost: Decimal | None = None
+    message: str = ""

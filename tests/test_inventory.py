@@ -216,13 +216,22 @@ def test_rotation_keeps_every_key_decryptable(registry, sku, tmp_path, monkeypat
     with app_request(registry) as req:
         configure(req, "sandbox", {"secret": "s" * 32})
     do_import(registry, sku, [f"ROT-{i},SECRET-{i}" for i in range(30)], separator=",")
+    from kameng.suppliers.models import SupplierConnection
+
+    with app_request(registry) as req:  # a supplier connection's secrets, bound to it
+        conn = SupplierConnection(connector="any", name="upstream", settings="{}", secrets="")
+        req.db.add(conn)
+        req.db.flush()
+        conn.secrets = ring.encrypt('{"secret": "upstream-secret"}', f"supplier:{conn.id}")
+        conn_id = conn.id
     old_id = ring.current_id
     new_ring = rotate.add_key(str(path))
     assert new_ring.current_id != old_id and new_ring.fingerprint("x") == ring.fingerprint("x")
     engine = registry["kameng.write_engine"]
     assert rotate.remaining(engine, new_ring) == 30
     done = rotate.reencrypt(engine, new_ring, batch=7)
-    assert done == {"card_keys": 30, "plugin_secrets": 1}
+    assert done == {"card_keys": 30, "plugin_secrets": 1, "dock_secrets": 0, "supplier_secrets": 1,
+                    "delivery_notes": 0}
     assert rotate.remaining(engine, new_ring) == 0
     assert rotate.drop_unused(str(path), engine) == [old_id]
     final = KeyRing.from_file(str(path))
@@ -234,6 +243,8 @@ def test_rotation_keeps_every_key_decryptable(registry, sku, tmp_path, monkeypat
     monkeypatch.setitem(registry, "kameng.keyring", final)
     with app_request(registry) as req:
         assert req.plugin_settings("sandbox")["secret"] == "s" * 32
+        conn = req.db.get(SupplierConnection, conn_id)
+        assert final.decrypt(conn.secrets, f"supplier:{conn_id}") == '{"secret": "upstream-secret"}'
     # the fingerprint key never changed: the same file still imports nothing new
     assert do_import(registry, sku, ["ROT-1,SECRET-1"], separator=",").imported == 0
 

@@ -37,6 +37,7 @@ from kameng.inventory.models import CardKey
 from kameng.orders import service, states
 from kameng.orders.models import Order, Refund
 from kameng.payments.base import PaymentGateway
+from kameng.suppliers.service import upstream_of
 from kameng.payments.models import PaymentAttempt, PaymentNotice
 from kameng.theming import tpl
 
@@ -406,7 +407,7 @@ class OrderViews:
                 if order.status in (states.DELIVERED, states.REFUNDED) else None)
         return {
             "order": order, "user": user, "attempts": attempts, "notices": notices, "keys": keys,
-            "queryable": queryable,
+            "queryable": queryable, "upstream": upstream_of(db, order),
             "revealed": {k["id"]: k for k in (revealed or [])}, "refunds": service.refunds_of(db, order),
             "events": events, "event_text": lambda e: states.shown_text(request, e),
             "pricing": service.pricing_steps(order), "recharge": service.recharge_values(order),

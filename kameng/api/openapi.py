@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import kameng
+from kameng.dock.openapi import dock_paths
 
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message"],
@@ -532,6 +533,7 @@ def document(request) -> dict:
                               "422": _err("unknown status")}}},
             **catalog_paths(),
             **order_paths(),
+            **dock_paths(),
         },
         "components": {
             "schemas": {"Error": ERROR, "Plugin": PLUGIN, **CATALOG_SCHEMAS, **ORDER_SCHEMAS},

@@ -5,7 +5,8 @@ under it, online and resumable.
    decrypts; a copy of the old file is kept as ``<key file>.bak-<time>``).
    Running servers notice the new file within a second and encrypt new
    secrets with the new key.
-2. Card keys and plugin secrets not under the new key are re-encrypted in
+2. Card keys, plugin, docking-key and supplier secrets, and delivery notes
+   not under the new key are re-encrypted in
    small transactions, each row only if it is still under an old key, so
    the shop keeps selling meanwhile and an interrupted run is finished by
    ``kameng keys rotate --resume``.
@@ -20,9 +21,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from kameng.crypto import KeyRing, new_key_line, replace_key_file
+from kameng.dock.models import reencrypt_secrets as reencrypt_dock_secrets
+from kameng.dock.models import ring_keys_in_use as dock_keys_in_use
 from kameng.inventory.models import CardKey
 from kameng.inventory.service import aad
+from kameng.orders.models import Order
 from kameng.pluginhost import PluginState
+from kameng.suppliers.models import SupplierConnection
 
 
 def add_key(path: str) -> KeyRing:
@@ -62,6 +67,19 @@ def reencrypt(engine, ring: KeyRing, batch: int = 500, progress=None) -> dict:
                 label = f"plugin:{state.id}"
                 state.secrets = ring.encrypt(ring.decrypt(state.secrets, label), label)
                 done["plugin_secrets"] += 1
+        done["dock_secrets"] = reencrypt_dock_secrets(s, ring)
+        done["supplier_secrets"] = 0
+        for c in s.scalars(select(SupplierConnection).where(SupplierConnection.secrets != "").with_for_update()):
+            if ring.key_id_of(c.secrets) != current:
+                label = f"supplier:{c.id}"
+                c.secrets = ring.encrypt(ring.decrypt(c.secrets, label), label)
+                done["supplier_secrets"] += 1
+        done["delivery_notes"] = 0
+        for order in s.scalars(select(Order).where(Order.delivery_note.is_not(None)).with_for_update()):
+            if ring.key_id_of(order.delivery_note) != current:
+                label = f"order:{order.order_no}"
+                order.delivery_note = ring.encrypt(ring.decrypt(order.delivery_note, label), label)
+                done["delivery_notes"] += 1
     return done
 
 
@@ -69,6 +87,11 @@ def keys_in_use(engine, ring: KeyRing) -> set[str]:
     with Session(engine) as s:
         used = set(s.scalars(select(CardKey.key_id).distinct()))
         used |= {ring.key_id_of(t) for t in s.scalars(select(PluginState.secrets).where(PluginState.secrets != ""))}
+        used |= dock_keys_in_use(s, ring)
+        used |= {ring.key_id_of(t) for t in s.scalars(select(SupplierConnection.secrets)
+                                                          .where(SupplierConnection.secrets != ""))}
+        used |= {ring.key_id_of(t) for t in s.scalars(select(Order.delivery_note)
+                                                          .where(Order.delivery_note.is_not(None)))}
     return used
 
 

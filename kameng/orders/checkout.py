@@ -275,8 +275,13 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
         log.info("order_blocked", extra={"reasons": list(verdict.reasons)[:5]})
         raise _invalid("blocked", verdict.user_message or _("This order cannot be placed. Contact the shop if "
                                                              "you think this is a mistake."), status=403)
+    from kameng.suppliers.service import binding_for_sku
+
+    # a SKU a supplier fulfils holds no keys here: its stock is the count the sync keeps
+    upstream = binding_for_sku(db, sku.id) is not None
     now = utcnow()
     order = Order(order_no=new_order_no(), status=states.PENDING, user_id=user.id if user is not None else None,
+                  fulfilment="upstream" if upstream else "stock",
                   contact=contact, query_password_hash=password_hash,
                   product_id=product.id, sku_id=sku.id, product_type=product.type, product_name=product.name[:200],
                   sku_code=sku.code, sku_name=sku.name[:200], quantity=quantity, unit_price=q.unit_price,
@@ -287,7 +292,15 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
                   request_hash=fingerprint, held="; ".join(verdict.reasons)[:255] if verdict.action == "review" else "",
                   client_ip=client_ip, created_at=now, updated_at=now,
                   expires_at=now + dt.timedelta(minutes=expiry_minutes(request)))
-    if (product.type == "card_key" or sku.stock is not None) and db.get_bind().dialect.name in ("mysql", "mariadb"):
+    keyed = product.type == "card_key" and not upstream
+    if user is not None and req.payment_method == "balance" and db.get_bind().dialect.name in ("mysql", "mariadb"):
+        # InnoDB: the order insert takes a shared lock on the user row (the
+        # foreign key) that the wallet's exclusive lock would then wait on,
+        # against a twin order doing the same: take the wallet's lock first
+        from kameng.accounts import User
+
+        db.execute(select(User.id).where(User.id == user.id).with_for_update())
+    if (keyed or sku.stock is not None) and db.get_bind().dialect.name in ("mysql", "mariadb"):
         # InnoDB: inserting the order takes a shared lock on its SKU row (the
         # foreign key), and the stock update below needs an exclusive one; two
         # buyers of one SKU holding the shared lock deadlock (tests/test_order_races.py
@@ -302,7 +315,7 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
         if scoped is not None and db.scalar(select(Order.id).where(Order.idempotency_key == scoped)) is not None:
             return replayed(db, scoped, fingerprint), True
         raise RetryOrder() from None  # a concurrent twin (or an order number clash): try again
-    if product.type == "card_key":
+    if keyed:
         try:
             inventory.reserve(db, sku.id, quantity, order.order_no, order.expires_at + RESERVATION_GRACE)
         except inventory.OutOfStock:

@@ -28,6 +28,8 @@ class Order(Base):
     sku_id: Mapped[int | None] = mapped_column(ForeignKey("skus.id", ondelete="SET NULL"), nullable=True,
                                                index=True)
     product_type: Mapped[str] = mapped_column(String(20))
+    #: ``stock``: from this shop's keys or stock count; ``upstream``: placed at a supplier connection
+    fulfilment: Mapped[str] = mapped_column(String(16), default="stock")
     product_name: Mapped[str] = mapped_column(String(200))
     sku_code: Mapped[str] = mapped_column(String(64))
     sku_name: Mapped[str] = mapped_column(String(200))

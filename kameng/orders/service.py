@@ -76,6 +76,12 @@ def event_data(request, order: Order) -> dict:
             "reason": order.failure_reason}
 
 
+def keyed(order: Order) -> bool:
+    """The order's goods are card keys from this shop's own stock (a
+    supplier's keys arrive with its answer instead)."""
+    return order.product_type == "card_key" and order.fulfilment != "upstream"
+
+
 def keys_of(request, order: Order) -> list[dict]:
     """The plaintext keys sold to ``order`` (only call for someone allowed to see them)."""
     if order.status not in (DELIVERED, REFUNDED) or order.product_type != "card_key":
@@ -255,7 +261,7 @@ def ensure_stock(db, order: Order) -> bool:
     """Make sure the order holds its stock (again); False if it cannot."""
     from kameng.catalog.models import Sku
 
-    if order.product_type == "card_key":
+    if keyed(order):
         held = db.scalar(select(func.count()).where(CardKey.order_ref == order.order_no,
                                                     CardKey.state.in_((RESERVED, SOLD)))) or 0
         missing = order.quantity - held
@@ -285,7 +291,7 @@ def release_stock(db, order: Order) -> None:
     """Give back what the order holds and has not been delivered."""
     from kameng.catalog.models import Sku
 
-    if order.product_type == "card_key":
+    if keyed(order):
         inventory.release(db, order.order_no)
     elif order.stock_held and order.sku_id is not None:
         db.execute(update(Sku).where(Sku.id == order.sku_id, Sku.stock.is_not(None))
@@ -311,6 +317,14 @@ def deliver(request, order: Order, actor: str = "system") -> None:
         states.note(db, order, "delivery", _("Held for review before delivery: ${why}", mapping={"why": order.held}),
                     actor=actor, public=False)
         emit(db, "order.held", event_data(request, order))
+        return
+    if order.fulfilment == "upstream":
+        if not ensure_stock(db, order):
+            fail(request, order, _("Out of stock when the payment arrived: refunded."), actor=actor)
+            return
+        from kameng.suppliers.service import start_upstream
+
+        start_upstream(request, order, actor)
         return
     if order.product_type == "card_key":
         if not ensure_stock(db, order):
@@ -338,7 +352,7 @@ def delivered(request, order: Order) -> None:
 def fulfil_by_hand(request, order: Order, text: str, actor: str) -> None:
     """An admin delivers a manual or recharge order, with a message for the
     buyer (an account, a code: stored encrypted, shown on the order page)."""
-    if order.product_type == "card_key":
+    if keyed(order):
         raise APIError(409, "not_manual", _("Card-key orders are delivered automatically; use re-deliver."))
     if order.status == FAILED:
         # a failed order's money may already be on its way back: never deliver and refund both
@@ -383,6 +397,7 @@ def fail(request, order: Order, reason, actor: str, refund: bool = True) -> None
     due = refundable(request.db, order)
     if refund and due > 0:
         create_refund(request, order, due, str(order.failure_reason), actor=actor)
+    request.hooks.kameng_order_failed(request=request, order=order)
 
 
 def replace_key(request, order: Order, key_id: int, actor: str, reason: str) -> str:
