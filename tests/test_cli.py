@@ -73,6 +73,25 @@ def test_init_demo_enables_sandbox_and_loads_catalog(shop, capsys):
     app.app.registry["kameng.engine"].dispose()
 
 
+def test_init_demo_resells_a_simulated_suppliers_goods(shop):
+    """With the sandbox_supplier plugin installed, the demo has a supplier
+    connection and its goods on sale, fulfilled upstream."""
+    pytest.importorskip("kameng_sandbox_supplier")
+    from pyramid.paster import get_app
+    from sqlalchemy import func, select
+
+    from kameng.cli.commands import connect_demo_supplier, request_for
+    from kameng.suppliers.models import SkuUpstream, SupplierConnection
+
+    _data, ini, _pw = shop
+    app = get_app(ini)
+    with request_for(app.registry) as req:
+        assert req.db.scalar(select(func.count()).select_from(SupplierConnection)) == 1
+        assert req.db.scalar(select(func.count()).select_from(SkuUpstream)) >= 5
+    assert connect_demo_supplier(app.registry) == 0  # once
+    app.registry["kameng.engine"].dispose()
+
+
 def test_plugins_enable_disable_configure(shop, capsys):
     _data, ini, _pw = shop
     assert run(capsys, "-c", ini, "plugins", "disable", "sandbox")[1] == "sandbox disabled\n"

@@ -170,6 +170,7 @@ def init(args) -> int:
             load_demo(request.db)
     if args.demo:
         load_demo_keys(registry)
+        connect_demo_supplier(registry)
     os.replace(tmp_path, ini_path)
     print(f"kameng is set up in {data}")
     print(f"  config:   {ini_path}")
@@ -185,6 +186,30 @@ def init(args) -> int:
 
 
 DEMO_KEYS_PER_SKU = 50
+
+
+def connect_demo_supplier(registry) -> int:
+    """With the sandbox_supplier plugin installed, the demo also resells a
+    simulated upstream's goods (marked [SANDBOX]; 10 % over cost), so orders
+    fulfilled by a supplier can be tried at once. Gives how many products
+    were imported (none when the plugin is missing or it ran before)."""
+    from sqlalchemy import select
+
+    from kameng.suppliers import connections, sync
+    from kameng.suppliers.models import SupplierConnection
+
+    host = registry["kameng.plugins"]
+    if "sandbox_supplier" not in host.plugins or host.plugins["sandbox_supplier"].errors:
+        return 0
+    with request_for(registry, actor="kameng init") as request:
+        if request.db.scalar(select(SupplierConnection.id).where(SupplierConnection.connector == "sandbox_supplier")):
+            return 0
+        set_enabled(request, "sandbox_supplier", True)
+    with request_for(registry, actor="kameng init") as request:  # a request that sees the plugin on
+        connection = connections.save_connection(request, None, "sandbox_supplier", "演示上游（模拟）",
+                                                 {"secret": secrets.token_hex(32), "seed": "demo"})
+        goods = connections.connector_for(request, connection).list_goods()
+        return len(sync.import_goods(request, connection, [g.id for g in goods], ("markup", "10", 1)))
 
 
 def load_demo_keys(registry) -> int:
