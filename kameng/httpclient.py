@@ -148,3 +148,28 @@ def post_form(url: str, fields: dict, **kw) -> HttpResponse:
 def post_json(url: str, body: bytes, headers=None, **kw) -> HttpResponse:
     """POST exact JSON bytes (signed protocols sign the bytes they send)."""
     return request("POST", url, content=body, headers={"Content-Type": "application/json", **(headers or {})}, **kw)
+
+
+def check_url_setting(field: str, url: str | None, base: bool = True) -> None:
+    """For a plugin's ``validate``: refuse a URL setting kameng may not call
+    (:func:`check_url`), and with ``base`` one carrying a query, fragment
+    or password (API paths are appended to it, and it is logged). Raises
+    :class:`kameng.types.SettingError` naming ``field``; an empty value passes
+    (``required`` is the field's own check)."""
+    from kameng.i18n import _
+    from kameng.types import SettingError
+
+    if not url:
+        return
+    parts = urlsplit(url)
+    if base and (parts.query or parts.fragment or parts.username or parts.password):
+        raise SettingError(field, _("must be an address without a query, fragment or password"))
+    try:
+        check_url(url)
+    except HttpError as exc:
+        reason = str(exc)
+        if "https://" in reason:
+            raise SettingError(field, _("must start with https://")) from None
+        if "private" in reason:
+            raise SettingError(field, _("points at a private or loopback address")) from None
+        raise SettingError(field, _("is not an address kameng can call")) from None

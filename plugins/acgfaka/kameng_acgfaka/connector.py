@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urlsplit
 
 from kameng import httpclient
 from kameng.i18n import _
 from kameng.suppliers.base import SupplierConnector, SupplierError
-from kameng.types import SettingError, SettingField, UpstreamGoods, UpstreamOrderRequest, UpstreamResult
+from kameng.types import SettingField, UpstreamGoods, UpstreamOrderRequest, UpstreamResult
 
 from kameng_acgfaka import goods, protocol
 from kameng_acgfaka.catalogue import Catalogue
@@ -100,21 +99,7 @@ class AcgFakaConnector(SupplierConnector):
         """The address must be one kameng may call (https and public unless
         private targets are allowed) and carry no query, fragment or
         password: the API paths are appended to it."""
-        url = values.get("url")
-        if not url:
-            return
-        parts = urlsplit(url)
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise SettingError("url", _("must be the shop's address, without a query, fragment or password"))
-        try:
-            httpclient.check_url(url)
-        except httpclient.HttpError as exc:
-            reason = str(exc)
-            if "https://" in reason:
-                raise SettingError("url", _("must start with https://")) from None
-            if "private" in reason:
-                raise SettingError("url", _("points at a private or loopback address")) from None
-            raise SettingError("url", _("is not an address kameng can call")) from None
+        httpclient.check_url_setting("url", values.get("url"))
 
     # -- calls -----------------------------------------------------------------------------
 

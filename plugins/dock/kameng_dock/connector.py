@@ -25,7 +25,6 @@ from kameng import httpclient
 from kameng.i18n import _
 from kameng.suppliers.base import CallbackRejected, SupplierConnector, SupplierError
 from kameng.types import (
-    SettingError,
     SettingField,
     UpstreamGoods,
     UpstreamOrderRequest,
@@ -114,21 +113,7 @@ class DockConnector(SupplierConnector):
         """The URL must be one kameng may call (https and public unless the
         operator allowed private targets) and carry no query, fragment or
         password: the API paths are appended to it and it is logged."""
-        url = values.get("url")
-        if not url:
-            return
-        parts = urlsplit(url)
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise SettingError("url", _("must be the shop's address, without a query, fragment or password"))
-        try:
-            httpclient.check_url(url)
-        except httpclient.HttpError as exc:
-            reason = str(exc)
-            if "https://" in reason:
-                raise SettingError("url", _("must start with https://")) from None
-            if "private" in reason:
-                raise SettingError("url", _("points at a private or loopback address")) from None
-            raise SettingError("url", _("is not an address kameng can call")) from None
+        httpclient.check_url_setting("url", values.get("url"))
 
     # -- calls ---------------------------------------------------------------------------
 

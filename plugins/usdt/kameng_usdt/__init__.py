@@ -1,9 +1,7 @@
 """USDT-TRC20 payments through the merchant's own epusdt or BEpusdt server."""
-from urllib.parse import urlsplit
-
 from kameng import hookimpl, httpclient
 from kameng.i18n import _
-from kameng.types import PluginMeta, SettingError, SettingField
+from kameng.types import PluginMeta, SettingField
 
 from kameng_usdt.gateway import UsdtGateway
 
@@ -12,21 +10,7 @@ def validate(values: dict) -> None:
     """The server URL must be one kameng may call (https, not a private
     address unless the operator allowed it) and carry no query or
     credentials: the API paths are appended to it."""
-    url = values.get("api_url")
-    if not url:
-        return
-    parts = urlsplit(url)
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise SettingError("api_url", _("must be the server's address, without a query, fragment or password"))
-    try:
-        httpclient.check_url(url)
-    except httpclient.HttpError as exc:
-        reason = str(exc)
-        if "https://" in reason:
-            raise SettingError("api_url", _("must start with https://")) from None
-        if "private" in reason:
-            raise SettingError("api_url", _("points at a private or loopback address")) from None
-        raise SettingError("api_url", _("is not an address kameng can call")) from None
+    httpclient.check_url_setting("api_url", values.get("api_url"))
 
 
 PLUGIN = PluginMeta(
