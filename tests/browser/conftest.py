@@ -147,7 +147,9 @@ def page(browser, live_server, page_problems):
     page.on("response", lambda resp: resp.status >= 400 and resp.request.resource_type in ASSET_TYPES
             and not resp.url.endswith("/favicon.ico")
             and page_problems.broken_assets.append(f"{resp.status} {resp.url}"))
-    page.on("requestfailed", lambda req: req.resource_type in ASSET_TYPES
+    # ERR_ABORTED: the page navigated on while the asset was loading (a click
+    # that submits a form at once); that is not an asset that failed
+    page.on("requestfailed", lambda req: req.resource_type in ASSET_TYPES and req.failure != "net::ERR_ABORTED"
             and page_problems.broken_assets.append(f"{req.failure} {req.url}"))
     yield page
     context.close()
