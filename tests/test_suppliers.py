@@ -165,6 +165,17 @@ def test_a_failed_upstream_order_is_refunded(api, reg):
     assert (status, up, keys) == ("refunded", "failed", 0) and refunds == [(4950, "succeeded")]
 
 
+def test_a_partial_delivery_delivers_what_came_and_refunds_the_rest(api, reg):
+    imported(reg)
+    sup.UP.mode = "partial"
+    no = buy(api, reg, sku(reg, "STEAM50").code, quantity=2)
+    run_jobs(reg)
+    status, up, keys, refunds = state(reg, no)
+    assert (status, up, keys) == ("delivered", "partial", 1) and refunds == [(4950, "succeeded")]
+    with app_request(reg) as req:
+        assert req.db.scalar(select(UpstreamOrder.last_error)) == "only one left upstream"
+
+
 def test_an_upstream_that_times_out_after_taking_the_order_is_asked_not_ordered_again(api, reg):
     imported(reg)
     sup.UP.mode = "timeout_after_placing"

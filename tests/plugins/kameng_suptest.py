@@ -65,7 +65,9 @@ class TestConnector(SupplierConnector):
             keys = tuple((None, f"UP-{req.out_order_no}-{i}") for i in range(req.quantity))
             mode = UP.mode
             done = UpstreamResult("success", req.out_order_no, "U" + req.out_order_no, keys=keys)
-            result = {"success": done, "timeout_after_placing": done, "crash_after_placing": done,
+            half = UpstreamResult("partial", req.out_order_no, "U" + req.out_order_no, keys=keys[:1], delivered=1,
+                                  message="only one left upstream")
+            result = {"success": done, "timeout_after_placing": done, "crash_after_placing": done, "partial": half,
                       "failed": UpstreamResult("failed", req.out_order_no, message="no stock upstream")}.get(
                 mode, UpstreamResult("processing", req.out_order_no, "U" + req.out_order_no))
             UP.orders[req.out_order_no] = result
