@@ -262,3 +262,23 @@ def test_a_signed_callback_finishes_the_order_and_replays_and_forgeries_change_n
     body, headers = sup.signed_callback({"status": "success", "out_order_no": "Knot-ours"})
     api.post(f"/supplier/callback/{cid}", body, headers={**headers, "Content-Type": "application/json"}, status=400)
     api.post("/supplier/callback/999999", body, headers=headers, status=404)
+
+
+def test_a_delivery_after_the_shop_refunded_by_hand_never_reaches_the_buyer(api, reg):
+    from kameng.orders import service as orders
+
+    cid = imported(reg)
+    sup.UP.mode = "processing"
+    no = buy(api, reg, sku(reg, "STEAM50").code)
+    run_jobs(reg, limit=5)
+    with app_request(reg, actor="admin") as req:  # the shop gives up on it and refunds the buyer
+        order = req.db.scalar(select(Order).where(Order.order_no == no).with_for_update())
+        orders.admin_refund(req, order, None, "supplier too slow", "balance" if order.user_id else None)
+    run_jobs(reg)
+    assert state(reg, no)[0] == "refunded"
+    body, headers = sup.signed_callback({"status": "success", "out_order_no": f"K{no}", "keys": ["LATE-KEY"]})
+    api.post(f"/supplier/callback/{cid}", body, headers={**headers, "Content-Type": "application/json"})
+    assert api.get(f"/api/v1/orders/{no}", {"query_password": "pass1234"}).json["items"][0]["keys"] == []
+    with app_request(reg) as req:
+        assert [k.state for k in req.db.scalars(select(CardKey).where(CardKey.order_ref == no))] == ["void"]
+        assert req.db.scalar(select(UpstreamOrder.status)) == "success"  # paid upstream: the shop can see it

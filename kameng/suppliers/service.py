@@ -22,7 +22,7 @@ from kameng import jobs
 from kameng.db import utcnow
 from kameng.i18n import _
 from kameng.inventory import service as inventory
-from kameng.inventory.models import SOLD, CardKey
+from kameng.inventory.models import SOLD, VOID, CardKey
 from kameng.orders import states
 from kameng.orders.models import Order
 from kameng.suppliers.base import SupplierConnector, SupplierError
@@ -271,6 +271,7 @@ def _succeeded(request, up: UpstreamOrder, order: Order, result: UpstreamResult)
     db = request.db
     delivered = order.quantity if result.status == SUCCESS else max(0, min(int(result.delivered or 0),
                                                                           order.quantity))
+    open_order = order.status == "delivering"
     if order.product_type == "card_key":
         keys = list(result.keys)[:order.quantity]
         if result.status == SUCCESS and len(keys) != order.quantity:
@@ -279,14 +280,24 @@ def _succeeded(request, up: UpstreamOrder, order: Order, result: UpstreamResult)
             states.note(db, order, "delivery", up.last_error, actor="supplier", public=False)
             return "waiting"
         delivered = len(keys)
-        _store_keys(request, order, up, keys)
+        # an order the shop already closed by hand (refunded, fulfilled) must not hand these
+        # to the buyer as well: they are kept void, for the admin's eyes only
+        _store_keys(request, order, up, keys, state=SOLD if open_order else VOID)
     up.status = SUCCESS if delivered == order.quantity else PARTIAL
     up.finished_at = utcnow()
     if result.cost is not None:
         from kameng import money
 
         up.cost = money.to_minor(result.cost.quantize(money_quantum(order.currency)), order.currency)
-    if order.status != "delivering":
+    if not open_order:
+        up.last_error = "the supplier delivered after the order was closed"
+        states.note(db, order, "delivery", _("The supplier delivered after the order was closed; what it "
+                                             "delivered is kept for the shop, not shown to the buyer."),
+                    actor="supplier", public=False)
+        from kameng.notifications import emit
+        from kameng.orders.service import event_data
+
+        emit(db, "order.supplier_late", {**event_data(request, order), "out_order_no": up.out_order_no})
         return "ignored"
     from kameng.orders.service import create_refund, delivered as delivered_hook
 
@@ -319,15 +330,16 @@ def money_quantum(currency: str):
     return Decimal(1).scaleb(-money.digits(currency))
 
 
-def _store_keys(request, order: Order, up: UpstreamOrder, keys) -> None:
-    """The supplier's keys, encrypted like stock keys, sold to the order."""
+def _store_keys(request, order: Order, up: UpstreamOrder, keys, state: str = SOLD) -> None:
+    """The supplier's keys, encrypted like stock keys, sold to the order
+    (or kept ``void`` on it, where only the admin sees them)."""
     keyring = request.registry["kameng.keyring"]
     now = utcnow()
     for i, (number, secret) in enumerate(keys):
         # unique per order and position: a supplier that resells a key is the shop's problem, not a crash
         fp = keyring.fingerprint(f"upstream\x1f{up.out_order_no}\x1f{i}")
         bound = inventory.aad(order.sku_id, fp)
-        request.db.add(CardKey(sku_id=order.sku_id, fingerprint=fp, state=SOLD, order_ref=order.order_no,
+        request.db.add(CardKey(sku_id=order.sku_id, fingerprint=fp, state=state, order_ref=order.order_no,
                                key_id=keyring.current_id, sold_at=now,
                                secret=keyring.encrypt(str(secret), bound),
                                number=keyring.encrypt(str(number), bound + ":number") if number else None))
