@@ -36,7 +36,6 @@ from kameng.inventory import service as inventory
 from kameng.inventory.models import CardKey
 from kameng.orders import service, states
 from kameng.orders.models import Order, Refund
-from kameng.payments.base import PaymentGateway
 from kameng.suppliers.service import upstream_of
 from kameng.payments.models import PaymentAttempt, PaymentNotice
 from kameng.theming import tpl
@@ -564,7 +563,7 @@ def _can_query(request, gateway_id: str) -> bool:
     from kameng.payments.service import get_gateway
 
     gateway = get_gateway(request, gateway_id)
-    return gateway is not None and type(gateway).query_payment is not PaymentGateway.query_payment
+    return gateway is not None and gateway.query_supported
 
 
 def _outcome_label(outcome: str):

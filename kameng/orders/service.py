@@ -25,7 +25,6 @@ from kameng.inventory import service as inventory
 from kameng.inventory.models import RESERVED, SOLD, VOID, CardKey
 from kameng.money import format_minor
 from kameng.notifications import emit
-from kameng.payments.base import PaymentGateway
 from kameng.orders import states
 from kameng.orders.checkout import access_token, out_of_stock, take_counted_stock
 from kameng.orders.models import Order, Refund
@@ -506,7 +505,7 @@ def query_job(request, payload) -> None:
     gateway = get_gateway(request, attempt.gateway)
     if gateway is None:
         return
-    if type(gateway).query_payment is not PaymentGateway.query_payment:  # a gateway that can be asked
+    if gateway.query_supported:
         query_attempt(request, gateway, attempt)
     round_no = int(payload.get("round", 0)) + 1
     if attempt.status == ATTEMPT_PENDING and round_no < len(QUERY_ROUNDS):

@@ -68,6 +68,11 @@ class PaymentGateway:
         """The reply the provider expects: ``(status, body, content_type)``."""
         return (200, "success", "text/plain") if accepted else (400, "fail", "text/plain")
 
+    @property
+    def query_supported(self) -> bool:
+        """The gateway implements :meth:`query_payment` (reconciliation)."""
+        return type(self).query_payment is not PaymentGateway.query_payment
+
     def query_payment(self, request, attempt) -> Notification | None:
         """Ask the provider for the attempt's state (reconciliation). ``None``
         when the provider has no record of it."""

@@ -42,11 +42,16 @@ def _aad(connection: SupplierConnection) -> str:
     return f"supplier:{connection.id}"
 
 
-def read_settings(request, connection: SupplierConnection) -> dict:
+def settings_of(keyring, connection: SupplierConnection) -> dict:
+    """Every setting of the connection, secrets decrypted."""
     values = json.loads(connection.settings or "{}")
     if connection.secrets:
-        values.update(json.loads(request.registry["kameng.keyring"].decrypt(connection.secrets, _aad(connection))))
+        values.update(json.loads(keyring.decrypt(connection.secrets, _aad(connection))))
     return values
+
+
+def read_settings(request, connection: SupplierConnection) -> dict:
+    return settings_of(request.registry["kameng.keyring"], connection)
 
 
 def connector_for(request, connection: SupplierConnection | None) -> SupplierConnector | None:
@@ -82,8 +87,9 @@ def save_connection(request, connection: SupplierConnection | None, connector: s
             continue
         parsed = f.parse(value)
         values[fname] = f.default if parsed is None else parsed
-    for key in set(raw) - set(fields):
-        raise SettingError(key, _("is not a setting of this connector"))
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise SettingError(unknown[0], _("is not a setting of this connector"))
     cls.validate(values)
     interval = _int_field("sync_interval", sync_interval, 60, 86400, connection.sync_interval if connection else 600)
     deadline = _int_field("deadline_minutes", deadline_minutes, 1, 10080,

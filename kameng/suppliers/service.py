@@ -26,6 +26,7 @@ from kameng.inventory.models import SOLD, VOID, CardKey
 from kameng.orders import states
 from kameng.orders.models import Order
 from kameng.suppliers.base import SupplierConnector, SupplierError
+from kameng.suppliers.connections import settings_of
 from kameng.suppliers.models import (FAILED, NEW, PARTIAL, PROCESSING, SUBMITTING, SUCCESS, TERMINAL, UNKNOWN,
                                      SkuUpstream, SupplierConnection, UpstreamOrder)
 from kameng.types import UpstreamOrderRequest, UpstreamResult
@@ -87,10 +88,7 @@ def _connector_in(registry, s, connection: SupplierConnection) -> SupplierConnec
     state = s.get(PluginState, connection.connector)
     if entry is None or state is None or not state.enabled or not connection.enabled:
         return None
-    values = json.loads(connection.settings or "{}")
-    if connection.secrets:
-        values.update(json.loads(registry["kameng.keyring"].decrypt(connection.secrets, f"supplier:{connection.id}")))
-    return entry[1](values)
+    return entry[1](settings_of(registry["kameng.keyring"], connection))
 
 
 def _claim_call(request, upstream_id: int) -> tuple[dict, SupplierConnector | None] | None:
@@ -286,9 +284,9 @@ def _succeeded(request, up: UpstreamOrder, order: Order, result: UpstreamResult)
     up.status = SUCCESS if delivered == order.quantity else PARTIAL
     up.finished_at = utcnow()
     if result.cost is not None:
-        from kameng import money
+        from kameng.suppliers.sync import cost_minor
 
-        up.cost = money.to_minor(result.cost.quantize(money_quantum(order.currency)), order.currency)
+        up.cost = cost_minor(result.cost, order.currency)
     if not open_order:
         up.last_error = "the supplier delivered after the order was closed"
         states.note(db, order, "delivery", _("The supplier delivered after the order was closed; what it "
@@ -322,14 +320,6 @@ def _succeeded(request, up: UpstreamOrder, order: Order, result: UpstreamResult)
     return "applied"
 
 
-def money_quantum(currency: str):
-    from decimal import Decimal
-
-    from kameng import money
-
-    return Decimal(1).scaleb(-money.digits(currency))
-
-
 def _store_keys(request, order: Order, up: UpstreamOrder, keys, state: str = SOLD) -> None:
     """The supplier's keys, encrypted like stock keys, sold to the order
     (or kept ``void`` on it, where only the admin sees them)."""
@@ -349,5 +339,3 @@ def _store_keys(request, order: Order, up: UpstreamOrder, keys, state: str = SOL
 def upstream_of(db, order: Order) -> UpstreamOrder | None:
     return db.scalar(select(UpstreamOrder).where(UpstreamOrder.order_id == order.id))
 
-
-__all__ = ["SupplierConnector", "apply_result", "binding_for_sku", "place_job", "poll_job", "start_upstream"]

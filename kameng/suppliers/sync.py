@@ -13,7 +13,7 @@ import json
 import logging
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from kameng import jobs, money
 from kameng.catalog import service as catalog
@@ -132,8 +132,7 @@ def sync_due(request, payload=None) -> int:
     db = request.db
     now = utcnow()
     queued = 0
-    for c in db.scalars(select(SupplierConnection).where(SupplierConnection.enabled.is_(True), or_(
-            SupplierConnection.last_sync_at.is_(None), SupplierConnection.last_sync_at < now))):
+    for c in db.scalars(select(SupplierConnection).where(SupplierConnection.enabled.is_(True))):
         if c.last_sync_at is None or c.last_sync_at + dt.timedelta(seconds=c.sync_interval) <= now:
             slot = int(now.timestamp() // max(60, c.sync_interval))
             if jobs.enqueue(db, SYNC, {"id": c.id}, dedupe_key=f"supplier-sync:{c.id}:{slot}") is not None:
@@ -176,7 +175,8 @@ def import_goods(request, connection: SupplierConnection, wanted: list[str], rul
                 **({"recharge_fields": list(g.recharge_fields) or DEFAULT_RECHARGE_FIELDS}
                    if g.type == "direct_recharge" else {})}
         product = catalog.save_product(db, data, currency)
-        for u, sku in zip(g.skus, sorted(product.skus, key=lambda s: [x["code"] for x in skus].index(s.code))):
+        ours = {s.code: s for s in product.skus}
+        for u, sku in ((u, ours[d["code"]]) for u, d in zip(g.skus, skus)):
             sku.cost_price = cost_minor(u.cost, currency)
             sku.stock = u.stock  # the upstream's count (card keys too: none are kept here)
             sku.visible = u.available and (u.stock is None or u.stock > 0)
