@@ -314,3 +314,22 @@ def run_jobs(registry, limit: int = 100) -> int:
     while n < limit and worker.run_one():
         n += 1
     return n
+
+
+def load_sibling(conftest_file: str, name: str, prefix: str):
+    """Import ``<name>.py`` next to ``conftest_file`` as ``<prefix>_<name>``.
+
+    Every plugin's tests may have a ``fakeprovider.py``; imported by its bare
+    name under pytest's default import mode, the second one would be the
+    first one again. A plugin's conftest loads its helpers with this instead."""
+    import importlib.util
+    import sys
+
+    qualified = f"{prefix}_{name}"
+    if qualified not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            qualified, os.path.join(os.path.dirname(os.path.abspath(conftest_file)), f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[qualified] = module
+        spec.loader.exec_module(module)
+    return sys.modules[qualified]

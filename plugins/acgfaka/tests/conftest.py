@@ -2,25 +2,16 @@
 127.0.0.1 stocked with one goods of each kind, and connectors pointed at it."""
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 from decimal import Decimal
 
 import pytest
 
 from kameng import httpclient
+from kameng.testing import load_sibling
 
 
 def _load(name: str):
-    """This folder's helper module under a name of its own."""
-    qualified = f"kameng_acgfaka_tests_{name}"
-    if qualified not in sys.modules:
-        spec = importlib.util.spec_from_file_location(qualified, os.path.join(os.path.dirname(__file__), f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[qualified] = module
-        spec.loader.exec_module(module)
-    return sys.modules[qualified]
+    return load_sibling(__file__, name, "kameng_acgfaka_tests")
 
 
 fakeshop = _load("acgfaka_fake")

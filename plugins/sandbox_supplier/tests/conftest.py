@@ -2,13 +2,10 @@
 test, a clock the tests move, and a loopback callback receiver."""
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-
 import pytest
 
 from kameng import httpclient
+from kameng.testing import load_sibling
 from kameng_sandbox_supplier import simulator
 from kameng_sandbox_supplier.connector import SandboxSupplier
 
@@ -16,14 +13,7 @@ SECRET = "sandbox-supplier-test-secret-0123"
 
 
 def _load(name: str):
-    """This folder's helper module under a name of its own."""
-    qualified = f"kameng_sandbox_supplier_tests_{name}"
-    if qualified not in sys.modules:
-        spec = importlib.util.spec_from_file_location(qualified, os.path.join(os.path.dirname(__file__), f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[qualified] = module
-        spec.loader.exec_module(module)
-    return sys.modules[qualified]
+    return load_sibling(__file__, name, "kameng_sandbox_supplier_tests")
 
 
 receiver_module = _load("sandbox_supplier_receiver")

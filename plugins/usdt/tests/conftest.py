@@ -2,25 +2,13 @@
 kameng on 127.0.0.1 that reconciles at once."""
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-
 import pytest
 
-from kameng.testing import LiveServer, free_port
+from kameng.testing import LiveServer, free_port, load_sibling
 
 
 def _load(name: str):
-    """This folder's helper module under a name of its own: every gateway
-    plugin's tests have a ``fakeprovider.py``."""
-    qualified = f"kameng_usdt_tests_{name}"
-    if qualified not in sys.modules:
-        spec = importlib.util.spec_from_file_location(qualified, os.path.join(os.path.dirname(__file__), f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[qualified] = module
-        spec.loader.exec_module(module)
-    return sys.modules[qualified]
+    return load_sibling(__file__, name, "kameng_usdt_tests")
 
 
 fakeprovider = _load("fakeprovider")

@@ -7,15 +7,12 @@ cannot import each other under pytest's importlib mode).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import sys
 import urllib.error
 import urllib.request
 
 import pytest
-from kameng.testing import LiveServer, add_card_sku, app_request, free_port, set_plugin
+from kameng.testing import LiveServer, add_card_sku, app_request, free_port, load_sibling, set_plugin
 
 from kameng_wechatpay import testing
 from kameng_wechatpay.client import forget_downloaded_certificates
@@ -25,14 +22,7 @@ NO_LIMITS = {"kameng.limits.orders_per_ip_per_minute": "0", "kameng.limits.looku
 
 
 def _fakeprovider():
-    name = "kameng_wechatpay_tests_fakeprovider"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__),
-                                                                         "fakeprovider.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_sibling(__file__, "fakeprovider", "kameng_wechatpay_tests")
 
 
 @pytest.fixture(autouse=True)
