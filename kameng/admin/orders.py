@@ -60,6 +60,10 @@ STEP_LABELS = {"base": _("List price"), "special_price": _("Tier or member price
 DESTINATIONS = ("auto", "balance", "gateway")
 DESTINATION_CHOICES = {"auto": _("Automatic"), "balance": _("The buyer's balance"),
                        "gateway": _("Back through the payment gateway")}
+#: an order's state at its supplier (kameng.suppliers.models)
+UPSTREAM_LABELS = {"new": _("Not sent yet"), "submitting": _("Sending"), "processing": _("Processing"),
+                   "success": _("Delivered"), "failed": _("Failed"), "partial": _("Partly delivered"),
+                   "unknown": _("No answer yet: asking")}
 ACTIONS = ("deliver", "redeliver", "refund", "refund_paid", "cancel", "replace_key", "reveal", "query")
 #: actions that need no reason (they only ask, they decide nothing)
 NO_REASON = ("query",)
@@ -406,7 +410,7 @@ class OrderViews:
                 if order.status in (states.DELIVERED, states.REFUNDED) else None)
         return {
             "order": order, "user": user, "attempts": attempts, "notices": notices, "keys": keys,
-            "queryable": queryable, "upstream": upstream_of(db, order),
+            "queryable": queryable, "upstream": upstream_of(db, order), "upstream_labels": UPSTREAM_LABELS,
             "revealed": {k["id"]: k for k in (revealed or [])}, "refunds": service.refunds_of(db, order),
             "events": events, "event_text": lambda e: states.shown_text(request, e),
             "pricing": service.pricing_steps(order), "recharge": service.recharge_values(order),

@@ -19,6 +19,8 @@ from kameng.theming import tpl
 from kameng.types import SettingError
 
 MASK = connections.SECRET_MASK
+HEALTH_LABELS = {"unknown": _("Not tested"), "ok": _("Working"), "error": _("Failing")}
+KIND_LABELS = {"sync": _("Sync"), "import": _("Import")}
 RULE_LABELS = {"fixed": _("Keep the price I set"), "markup": _("Cost plus a percentage"),
                "margin": _("Cost plus an amount")}
 
@@ -73,6 +75,7 @@ class SupplierViews:
                       "info" if ok else "error")
                 return HTTPFound(request.route_url("admin.supplier", id=connection.id))
         return {"rows": rows, "bound": bound, "available": available, "chosen": cls, "values": values,
+                "health_labels": HEALTH_LABELS,
                 "errors": errors, "name": request.POST.get("name", "")}
 
     @view_config(route_name="admin.supplier", renderer=tpl("admin/suppliers/connection.pt"))
@@ -106,7 +109,8 @@ class SupplierViews:
             UpstreamOrder.status.not_in(("success", "failed", "partial")))) or 0
         return {"connection": connection, "cls": cls, "values": values, "errors": errors, "logs": logs,
                 "changes": lambda log: json.loads(log.changes or "[]"), "bindings": bindings, "pending": pending,
-                "fmt": money.format_minor, "currency": request.shop["currency"], "rule_labels": RULE_LABELS}
+                "fmt": money.format_minor, "currency": request.shop["currency"], "rule_labels": RULE_LABELS,
+                "health_labels": HEALTH_LABELS, "kind_labels": KIND_LABELS}
 
     @view_config(route_name="admin.supplier.goods", renderer=tpl("admin/suppliers/goods.pt"))
     def goods(self):
