@@ -7,6 +7,7 @@ PostgreSQL and MariaDB are used as they come.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import zope.sqlalchemy
 from sqlalchemy import DateTime, MetaData, create_engine, event
@@ -53,6 +54,18 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=dt.timezone.utc)
 
 
+#: seconds a writing thread waits for the process's SQLite write lock (the busy timeout)
+WRITE_LOCK_WAIT = 10
+
+
+def _is_busy(exc) -> bool:
+    """SQLite's "database is locked" (or busy), raw or wrapped by SQLAlchemy."""
+    import sqlite3
+
+    orig = getattr(exc, "orig", exc)
+    return isinstance(orig, sqlite3.OperationalError) and ("locked" in str(orig) or "busy" in str(orig))
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -65,12 +78,67 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
 
+    # SQLite has one writer. Threads of this process that want to write queue
+    # on a lock before BEGIN IMMEDIATE and are woken as soon as the writer
+    # before them commits, instead of polling the file lock in SQLite's busy
+    # handler (sleeps of 1, 2, 5, 10… ms that pile up into long tails).
+    # Other processes still meet at the file lock and its busy timeout.
+    write_lock = threading.Lock()
+    holders: set[int] = set()  # id() of the DBAPI connections holding write_lock
+
+    def _release(dbapi_conn) -> None:
+        # the pool hands the dialect its proxy; the lock is the raw connection's
+        dbapi_conn = getattr(dbapi_conn, "dbapi_connection", None) or dbapi_conn
+        if id(dbapi_conn) in holders:
+            holders.discard(id(dbapi_conn))
+            write_lock.release()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        if conn.get_execution_options().get("kameng_write"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
+        if not conn.get_execution_options().get("kameng_write"):
             conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_conn = conn.connection.dbapi_connection
+        # after the busy timeout, go on without the lock: SQLite's own busy
+        # handling then decides, and answers "database is locked" as before
+        if id(dbapi_conn) not in holders and write_lock.acquire(timeout=WRITE_LOCK_WAIT):
+            holders.add(id(dbapi_conn))
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            _release(dbapi_conn)
+            if _is_busy(exc):
+                # the session has not joined the request's transaction yet, so
+                # zope.sqlalchemy cannot tell pyramid_retry: mark the error itself
+                from pyramid_retry import mark_error_retryable
+
+                mark_error_retryable(exc)
+            raise
+
+    dialect = engine.dialect
+    plain_commit, plain_rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_conn):
+        try:
+            plain_commit(dbapi_conn)
+        finally:
+            _release(dbapi_conn)
+
+    def do_rollback(dbapi_conn):
+        try:
+            plain_rollback(dbapi_conn)
+        finally:
+            _release(dbapi_conn)
+
+    dialect.do_commit, dialect.do_rollback = do_commit, do_rollback
+
+    @event.listens_for(engine, "close")
+    def _on_close(dbapi_conn, _record):
+        _release(dbapi_conn)
+
+    @event.listens_for(engine, "invalidate")
+    def _on_invalidate(dbapi_conn, _record, _exc):
+        _release(dbapi_conn)
 
 
 def make_engine(url: str, **kw) -> Engine:
