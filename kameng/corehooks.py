@@ -1,5 +1,6 @@
 """The core's own hook implementations (always on)."""
 from kameng import hookimpl, jobs, notifications, ratelimit
+from kameng.backup import job as backup
 from kameng.inventory import service as inventory
 from kameng.orders import service as orders
 from kameng.types import JobHandler, ScheduledJob
@@ -16,7 +17,8 @@ def kameng_job_handlers():
             JobHandler(orders.EXPIRE, orders.expire_due, max_attempts=3),
             JobHandler(orders.QUERY, orders.query_job, max_attempts=4),
             JobHandler(orders.CLOSE, orders.close_job, max_attempts=6),
-            JobHandler("kameng.ratelimit.prune", lambda request, payload: ratelimit.prune(request.db), max_attempts=3)]
+            JobHandler("kameng.ratelimit.prune", lambda request, payload: ratelimit.prune(request.db), max_attempts=3),
+            JobHandler(backup.KIND, backup.backup_job, max_attempts=3)]
 
 
 @hookimpl
@@ -24,4 +26,6 @@ def kameng_scheduled_jobs():
     return [ScheduledJob("jobs-cleanup", "kameng.jobs.cleanup", every_seconds=3600),
             ScheduledJob("release-expired-reservations", "kameng.inventory.release_expired", every_seconds=60),
             ScheduledJob("expire-unpaid-orders", orders.EXPIRE, every_seconds=30),
-            ScheduledJob("rate-counters-prune", "kameng.ratelimit.prune", every_seconds=600)]
+            ScheduledJob("rate-counters-prune", "kameng.ratelimit.prune", every_seconds=600),
+            # hourly look: the job itself backs up every kameng.backup.every_hours
+            ScheduledJob("backup", backup.KIND, every_seconds=3600)]

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from kameng.cli import commands
+from kameng.cli import backup, commands
 
 EXPECTED_ERRORS = commands.EXPECTED_ERRORS
 
@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("name")
     t.add_argument("--email", help="admin account the token acts as (default: the first admin)")
     t.set_defaults(func=commands.admin_token_create)
+
+    backup.add_parsers(sub)
     return p
 
 
