@@ -476,6 +476,7 @@ def _count_lines(path: str) -> int | None:
 
 
 def keys_import(args) -> int:
+    from sqlalchemy.exc import OperationalError
     from sqlalchemy.orm import Session
 
     from kameng.catalog.models import Sku
@@ -494,14 +495,25 @@ def keys_import(args) -> int:
     except OSError as exc:
         raise CLIError(f"cannot read {args.file}: {exc.strerror}") from None
     progress = Progress("importing", total)
+    committed = [0]  # keys imported so far: each chunk commits on its own
+
+    def step(lines: int, imported: int) -> None:
+        committed[0] = imported
+        progress(lines)
+
     try:
         with fh if fh is not sys.stdin else contextlib.nullcontext(fh):
             report = import_keys(lambda: Session(engine), registry["kameng.keyring"], sku_id, fh,
                                  separator=args.separator, source=os.path.basename(args.file), actor="cli",
-                                 total=total or 0,
-                                 progress=lambda lines, _imported: progress(lines))
+                                 total=total or 0, progress=step)
     except UnicodeDecodeError:
         raise CLIError(f"{args.file} is not UTF-8 text") from None
+    except OperationalError as exc:  # a full disk, a lost or locked database: never a traceback full of keys
+        reason = (str(getattr(exc, "orig", exc)).strip().splitlines() or ["?"])[0][:200]
+        raise CLIError(f"the import stopped: the database could not store the keys ({reason}). "
+                       f"{committed[0]} keys of {args.file} were imported before that and are kept; "
+                       "fix the cause (free some disk space) and run the same import again to finish it: "
+                       "keys already imported are skipped") from None
     finally:
         progress.close()
     print(f"imported {report.imported}, skipped {report.skipped} "
