@@ -1,6 +1,9 @@
 """A real ``kameng worker`` process killed (SIGKILL) in the middle of delivering
 paid orders, again and again, then started once more: every order ends
-delivered exactly once (SECURITY.md B3 #46). Runs on its own SQLite file made
+delivered exactly once (SECURITY.md B3 #46). Card keys from stock are
+normally delivered in the payment's own transaction; these orders are held
+for review when paid, then released to the delivery job (what happens to a
+reviewed order, and to supplier orders), so that the worker delivers them. Runs on its own SQLite file made
 by ``kameng init``, whatever database the rest of the suite uses."""
 import os
 import random
@@ -14,7 +17,7 @@ import pytest
 import webtest
 from orders_helpers import SECRET, key_counts, make_sku, notify_fields, order_body
 from pyramid.paster import get_appsettings
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from kameng import jobs
@@ -72,6 +75,11 @@ def install_plugin(site):
         "[kameng]\nslowdeliver = kameng_slowdeliver\n")
 
 
+def read_count(registry, kind) -> int:
+    with Session(registry["kameng.engine"]) as s:
+        return s.scalar(select(func.count()).where(jobs.Job.kind == kind))
+
+
 def cli(ini, *args, env=None):
     return subprocess.run([sys.executable, "-m", "kameng.cli", "-c", ini, *args], env=env, check=True,
                           capture_output=True, text=True, timeout=120)
@@ -123,10 +131,15 @@ def test_killed_worker_delivers_every_paid_order_exactly_once(tmp_path):
         for q in QUANTITIES:
             created = api.post_json("/api/v1/orders", order_body("KILL", quantity=q)).json
             payment = created["payment"]
+            with app_request(registry) as req:  # held for review: paid, not delivered with the payment
+                req.db.execute(update(Order).where(Order.order_no == created["order_no"]).values(held="review"))
             assert api.post("/pay/sandbox/notify", notify_fields(payment["attempt_no"], payment["amount"])).text == \
                 "success"
             orders[created["order_no"]] = q
         assert key_counts(registry, sku_id)["reserved"] == sum(QUANTITIES)
+        assert read_count(registry, service.DELIVER) == len(orders)  # a held order waits for its delivery job
+        with app_request(registry) as req:  # reviewed: the queued delivery jobs may hand them over
+            req.db.execute(update(Order).values(held=""))
 
         def read(stmt):
             """A read in its own short transaction (no write lock: the worker must not wait for us)."""

@@ -217,8 +217,8 @@ def create(request):
             raise APIError(409, "idempotency_conflict", _("This out_order_no was used for a different order."))
         return _replay(request, link, fingerprint)
     actor = f"dock:{caller.key.key_id}"
-    # insufficient_balance (409) raises here and the transaction, order and all, rolls back
-    service.start_payment(request, order, service.BALANCE, actor=actor)
+    # the link first: paying delivers this shop's own keys at once (in this
+    # answer), and the delivered callback is queued only for a linked order
     link = DockOrder(order_id=order.id, user_id=user.id, key_id=caller.key.key_id, out_order_no=out_no,
                      request_hash=fingerprint, callback_url=callback_url)
     try:
@@ -227,9 +227,8 @@ def create(request):
             db.flush()
     except IntegrityError:
         raise RetryOrder() from None  # its twin won: run again and answer with that one
-    if service.keyed(order):
-        # this shop's own keys: hand them over in this answer (the queued delivery job then does nothing)
-        service.deliver(request, order, actor=actor)
+    # insufficient_balance (409) raises here and the transaction, order and all, rolls back
+    service.start_payment(request, order, service.BALANCE, actor=actor)
     request.response.status = 201
     request.response.headers["Cache-Control"] = "no-store"
     return order_json(request, link, order)
