@@ -8,7 +8,7 @@ import secrets
 from sqlalchemy import Boolean, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kameng import passwords
+from kameng import passwords, ratelimit
 from kameng.db import Base, UTCDateTime, utcnow
 
 ROLES = ("buyer", "agent", "admin")
@@ -107,27 +107,54 @@ class LoginResult:
         return self.user is not None
 
 
-def authenticate(db, email: str, password: str, max_failures: int = 5, lockout_minutes: int = 15) -> LoginResult:
-    """Check a password. After ``max_failures`` wrong passwords in a row the
-    account is locked for ``lockout_minutes``: even the right password is
-    refused until then. Unknown accounts take as long as known ones."""
+def login_key(email: str) -> str:
+    """The rate limiter's name for the account ``email`` signs in to (an
+    unknown one included)."""
+    try:
+        email = normalize_email(email)
+    except AccountError:
+        email = (email or "").strip()[:254]
+    return "login:" + email
+
+
+def authenticate(db, email: str, password: str, max_failures: int = 5, lockout_minutes: int = 15,
+                 engine=None) -> LoginResult:
+    """Check a password. ``max_failures`` wrong passwords within about
+    ``lockout_minutes`` lock the account for ``lockout_minutes``: even the
+    right password is refused until then (``kameng admin reset-password``
+    lifts it). An email without an account is answered alike, locks
+    included, and takes as long: the answers tell no one which accounts
+    exist. ``max_failures`` or ``lockout_minutes`` 0: no lockout.
+
+    Failures are counted by :mod:`kameng.ratelimit` on ``engine`` (the
+    write engine; by default the session's), so they add up across every
+    app process on PostgreSQL and MariaDB."""
+    engine = engine if engine is not None else db.get_bind()
+    key = login_key(email)
+    lockout = max(0, lockout_minutes) * 60
+    now = utcnow()
     user = find_user(db, email)
     if user is None or not user.is_active:
         passwords.burn_time(password or "")
-        return LoginResult()
-    # lock the row: two concurrent wrong guesses must both count
-    user = db.scalar(select(User).where(User.id == user.id).with_for_update())
-    now = utcnow()
+        left = ratelimit.locked_for(engine, key) or ratelimit.fail(engine, key, max_failures, lockout)
+        return LoginResult(locked_until=now + dt.timedelta(seconds=left) if left else None)
+    # lock the row, and read it again once locked (populate_existing: the
+    # session holds it as read before the wait): a lock set by a concurrent
+    # wrong guess is seen, and none of them gets a guess past it
+    user = db.scalar(select(User).where(User.id == user.id).with_for_update()
+                     .execution_options(populate_existing=True))
     if user.locked_until and user.locked_until > now:
         passwords.burn_time(password or "")
         return LoginResult(locked_until=user.locked_until)
     if not passwords.verify_password(password or "", user.password_hash):
         user.failed_logins = (user.failed_logins or 0) + 1
-        if user.failed_logins >= max_failures:
-            user.locked_until = now + dt.timedelta(minutes=lockout_minutes)
+        if ratelimit.fail(engine, key, max_failures, lockout):
+            user.locked_until = now + dt.timedelta(seconds=lockout)
             user.failed_logins = 0
             return LoginResult(locked_until=user.locked_until)
         return LoginResult()
+    if user.failed_logins:
+        ratelimit.clear(engine, key)
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now

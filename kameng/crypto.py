@@ -96,6 +96,15 @@ class KeyRing:
         way back to the secret without the key file."""
         return hmac.new(self._fp_key, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
+    def mac_key(self, purpose: str) -> bytes:
+        """A key for keyed hashes of one kind (``purpose``), derived from the
+        fingerprint key: it lives only in the key file and never changes."""
+        cache = self.__dict__.setdefault("_mac_keys", {})
+        if purpose not in cache:
+            cache[purpose] = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                                  info=b"kameng " + purpose.encode()).derive(self._fp_key)
+        return cache[purpose]
+
     def lines(self) -> list[str]:
         """The key file's lines for this ring (encryption keys, then fp)."""
         enc = [f"{kid}:{base64.urlsafe_b64encode(self._raw[kid]).decode()}" for kid in self.key_ids]

@@ -144,7 +144,7 @@ def _viewable(request):
     token = request.params.get("token") or request.headers.get("X-Order-Token")
     if order is None:
         if password:
-            access.check_lookup_limit(request)  # unknown numbers count as guesses too
+            access.check_password(request, request.matchdict["order_no"], None, password)  # a guess too
         raise APIError(404, "not_found", _("No order with this number and password."))
     if not access.can_view(request, order, token=token, password=password):
         raise APIError(404, "not_found", _("No order with this number and password."))

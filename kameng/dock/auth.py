@@ -30,6 +30,7 @@ import datetime as dt
 import hashlib
 import hmac
 import ipaddress
+import logging
 import re
 import secrets
 import time
@@ -39,6 +40,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
+from kameng import ratelimit
 from kameng.db import utcnow
 from kameng.errors import APIError
 from kameng.i18n import _
@@ -57,6 +59,7 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _NONCE = re.compile(r"[A-Za-z0-9_\-]{8,64}")
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+log = logging.getLogger(__name__)
 
 
 # -- pure: signing and checking -------------------------------------------------------------
@@ -210,49 +213,120 @@ def _refuse(exc: SignatureError) -> APIError:
     return APIError(exc.status, exc.code, _MESSAGES.get(exc.code, exc.message))
 
 
+class _Failures:
+    """Refused requests counted per address and per key
+    (``kameng.limits.dock_failures_per_ip_per_minute`` and
+    ``…_per_key_per_minute``): over either, a request is answered 429
+    ``rate_limited`` before its signature is checked. Requests from other
+    addresses and with other keys go on as before."""
+
+    def __init__(self, request):
+        self.request = request
+        self.engine = request.registry["kameng.write_engine"]
+        self.per_ip = ratelimit.setting(request, "kameng.limits.dock_failures_per_ip_per_minute")
+        self.per_key = ratelimit.setting(request, "kameng.limits.dock_failures_per_key_per_minute")
+        # REMOTE_ADDR, not client_addr: X-Forwarded-For is the client's to write
+        self.ip = f"dock_failures_per_ip:{request.remote_addr or '-'}"
+        self.key = None
+
+    def _refuse(self):
+        return ratelimit.refuse(self.request, _("Too many refused requests; wait a minute before you try again."),
+                                ratelimit.retry_after())
+
+    def check_ip(self) -> None:
+        if ratelimit.over(self.engine, self.ip, self.per_ip):
+            raise self._refuse()
+
+    def check_key(self, key_id: str) -> None:
+        self.key = f"dock_failures_per_key:{key_id}"
+        if ratelimit.over(self.engine, self.key, self.per_key):
+            raise self._refuse()
+
+    def count(self) -> None:
+        ratelimit.hit(self.engine, self.ip, self.per_ip)
+        if self.key is not None:
+            ratelimit.hit(self.engine, self.key, self.per_key)
+
+
 def authenticate(request) -> Caller:
     """Verify the request's signature against its key, the key's IP
-    allow-list, and record its nonce in the request's transaction. Raises
-    :class:`~kameng.errors.APIError` 401 (403 for an address not allowed)."""
+    allow-list, and record its nonce. Raises
+    :class:`~kameng.errors.APIError` 401 (403 for an address not allowed,
+    429 after too many refusals)."""
+    failures = _Failures(request)
+    failures.check_ip()
+    try:
+        return _verify(request, failures)
+    except SignatureError as exc:
+        failures.count()
+        raise _refuse(exc) from None
+
+
+def _verify(request, failures: _Failures) -> Caller:
     from kameng.accounts import User
     from kameng.dock.models import DockKey, DockNonce, find_key, key_secret
 
     h = request.headers
     values = [h.get(n) for n in (HEADER_KEY, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)]
     if not all(values):
-        raise _refuse(SignatureError("missing_credentials", "missing credentials"))
+        raise SignatureError("missing_credentials", "missing credentials")
     key_id, timestamp, nonce, sig = values
-    try:
-        check_timestamp(timestamp)
-        check_format(nonce, sig)
-    except SignatureError as exc:
-        raise _refuse(exc) from None
+    check_timestamp(timestamp)
+    check_format(nonce, sig)
     db = request.db
     key = find_key(db, key_id)
     user = db.get(User, key.user_id) if key is not None else None
     if key is None or not key.active or user is None or not user.is_active:
-        raise _refuse(SignatureError("invalid_key", "unknown or revoked key"))
+        raise SignatureError("invalid_key", "unknown or revoked key")
+    failures.check_key(key.key_id)  # only real keys: no bucket per made-up key id
     secret = key_secret(request.registry["kameng.keyring"], key)
     expected = signature(secret, request.method, request.path, request.query_string, request.body, timestamp, nonce)
     if not signatures_equal(expected, sig):
-        raise _refuse(SignatureError("invalid_signature", "the signature does not verify"))
+        raise SignatureError("invalid_signature", "the signature does not verify")
     # REMOTE_ADDR, not client_addr: X-Forwarded-For is the client's to write
     # (waitress sets REMOTE_ADDR from it only for a trusted proxy)
     if not ip_allowed(key.ip_allowlist, request.remote_addr):
-        raise _refuse(SignatureError("ip_not_allowed", "this address may not use this key", status=403))
+        raise SignatureError("ip_not_allowed", "this address may not use this key", status=403)
     now = utcnow()
+    mine = f"{key.key_id}:{nonce}"
     try:
         with db.begin_nested():
             db.add(DockNonce(key_id=key.key_id, nonce=nonce, seen_at=now))
             db.flush()
     except IntegrityError:
-        raise _refuse(SignatureError("nonce_reused", "this nonce was used already")) from None
+        # an earlier attempt of this very request (pyramid_retry runs it
+        # again on a conflict) kept it below; anyone else is a replay
+        if request.environ.get(_NONCE_KEPT) != mine:
+            raise SignatureError("nonce_reused", "this nonce was used already") from None
+    request.environ[_NONCE_KEPT] = mine
+    # The nonce is written in the request's transaction, which a refusal
+    # (409 insufficient_balance, 422 …) rolls back: then write it again on
+    # its own, or the same signed request could be sent again later and pass.
+    request.tm.get().addAfterAbortHook(_keep_nonce, args=(request.registry["kameng.write_engine"], key.key_id,
+                                                          nonce, now))
     # at most one write a minute: a key's row is not a lock its requests queue on
     db.execute(update(DockKey).where(DockKey.id == key.id, (DockKey.last_used_at.is_(None))
                                      | (DockKey.last_used_at < now - _LAST_USED_EVERY))
                .values(last_used_at=now).execution_options(synchronize_session=False))
     request.environ["kameng.actor"] = f"dock:{key.key_id}"
     return Caller(key=key, user=user)
+
+
+_NONCE_KEPT = "kameng.dock.nonce"
+
+
+def _keep_nonce(engine, key_id: str, nonce: str, seen_at) -> None:
+    """After a refused request's transaction rolled back: its nonce stays used."""
+    from kameng.dock.models import DockNonce
+
+    table = DockNonce.__table__
+    try:
+        with engine.begin() as conn:
+            conn.execute(table.insert().values(key_id=key_id, nonce=nonce, seen_at=seen_at))
+    except IntegrityError:
+        pass  # kept already (a replay that got in first is refused all the same)
+    except Exception:  # never turn the refusal into a 500; log it
+        log.exception("dock_nonce_not_kept", extra={"key_id": key_id})
 
 
 def prune_nonces(request, payload=None) -> int:

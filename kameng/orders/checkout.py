@@ -19,15 +19,17 @@ from pyramid_retry import mark_error_retryable
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from kameng import passwords
 from kameng.catalog import recharge
 from kameng.catalog.models import Product, Sku
+from kameng.catalog.service import CODE as SKU_CODE
 from kameng.db import utcnow
 from kameng.errors import APIError
 from kameng.i18n import _
 from kameng.inventory import service as inventory
+from kameng.money import MAX_MINOR
 from kameng.orders import pricing, states
 from kameng.orders.models import Order
+from kameng.orders.querypass import hash_query_password
 from kameng.types import RiskVerdict
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,6 @@ log = logging.getLogger(__name__)
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}\Z")
 PHONE = re.compile(r"^\+?[0-9]{6,15}\Z")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:\-]{8,128}\Z")
-#: query passwords guard one order and are rate limited: a lighter Argon2id
-#: (8 MiB, 1 pass, ~10 ms) keeps checkout fast without making them cheap
-QUERY_PASSWORD_COST = {"memory_kib": 8192, "iterations": 1}
 #: card keys stay reserved this much longer than the order, so the order's
 #: own expiry (which also returns coupons) always runs first
 RESERVATION_GRACE = dt.timedelta(minutes=10)
@@ -125,7 +124,8 @@ def parse_quantity(value) -> int:
 
 
 def find_sku(db, code) -> tuple[Product, Sku]:
-    if not isinstance(code, str) or not code or len(code) > 64:
+    # a code that no SKU can have is not looked up (PostgreSQL refuses NUL in text)
+    if not isinstance(code, str) or not SKU_CODE.match(code):
         raise _invalid("unknown_sku", _("There is no such product option."), status=404)
     row = db.execute(select(Sku, Product).join(Product, Sku.product_id == Product.id)
                      .where(Sku.code == code)).first()
@@ -153,7 +153,7 @@ def check_contact(contact, user) -> str:
     contact = normalize_contact(contact)
     if not contact and user is not None:
         return user.email
-    if not (EMAIL.match(contact) or PHONE.match(contact)) or len(contact) > 254:
+    if not (EMAIL.match(contact) or PHONE.match(contact)) or len(contact) > 254 or "\x00" in contact:
         raise _invalid("invalid_contact", _("Enter an email address or a phone number, so that you can find "
                                             "this order again."))
     return contact
@@ -250,8 +250,8 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
     scoped = scoped_key(user, req.idempotency_key)
     fingerprint = req.fingerprint()
     query_password = check_query_password(req.query_password, user)
-    # hash before the first statement: on SQLite that statement takes the write lock
-    password_hash = passwords.hash_password(query_password, **QUERY_PASSWORD_COST) if query_password else ""
+    # a keyed hash (kameng.orders.querypass), made before the first statement
+    password_hash = hash_query_password(request.registry["kameng.keyring"], query_password) if query_password else ""
     earlier = replayed(db, scoped, fingerprint)
     if earlier is not None:
         return earlier, True
@@ -263,8 +263,14 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
     recharge_values = check_recharge(product, req.recharge)
     contact = check_contact(req.contact, user)
     check_payment_method(request, req.payment_method, req.channel, user)
-    client_ip = (request.client_addr or "")[:64]
+    client_ip = (request.remote_addr or "")[:64]
     q = pricing.quote(request, product, sku, quantity, user=user, coupon=req.coupon, contact=contact)
+    if max(q.subtotal, q.amount) > MAX_MINOR:
+        # the order's amounts must fit the database's INTEGER columns: fewer units do
+        top = min(sku.max_quantity, MAX_MINOR // max(q.unit_price, 1))
+        raise _invalid("invalid_quantity", _("Order between ${min} and ${max} of this option.",
+                                             mapping={"min": sku.min_quantity, "max": top}),
+                       min_quantity=sku.min_quantity, max_quantity=top)
     if q.amount <= 0:
         # never hand goods over for nothing because discounts added up (SECURITY.md #36)
         raise _invalid("invalid_amount", _("The discounts leave nothing to pay; this order cannot be placed."))

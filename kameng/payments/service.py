@@ -119,7 +119,7 @@ def record_notice(request, gateway_id: str, attempt_no, verified: bool, outcome:
                   params: dict) -> None:
     request.db.add(PaymentNotice(gateway=gateway_id, attempt_no=(attempt_no or None) and str(attempt_no)[:64],
                                  verified=verified, outcome=outcome, detail=detail[:255],
-                                 remote_addr=(request.client_addr or "")[:64],
+                                 remote_addr=(request.remote_addr or "")[:64],
                                  payload=json.dumps(redact(params), ensure_ascii=False)))
 
 

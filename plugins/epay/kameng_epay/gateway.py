@@ -97,7 +97,7 @@ class EpayGateway(PaymentGateway):
         if attempt.channel not in cfg.channels:
             raise GatewayError("this channel is not enabled for epay")
         fields["type"] = attempt.channel
-        extra = {"clientip": (request.client_addr or "127.0.0.1")[:64], "device": device_of(request)}
+        extra = {"clientip": (request.remote_addr or "127.0.0.1")[:64], "device": device_of(request)}
         if cfg.v2:
             data = provider.v2_call(cfg, "pay/create", {**fields, **extra, "method": "web"})
             if provider.code_of(data) != provider.V2_OK:

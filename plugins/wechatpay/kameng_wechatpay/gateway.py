@@ -88,7 +88,7 @@ class WechatPayGateway(PaymentGateway):
     @staticmethod
     def _buyer_ip(request) -> str:
         try:
-            return str(ipaddress.ip_address((request.client_addr or "").strip()))
+            return str(ipaddress.ip_address((request.remote_addr or "").strip()))
         except ValueError:
             raise GatewayError("an H5 payment needs the buyer's IP address") from None
 
