@@ -12,7 +12,9 @@ DEFAULT_LOCALE = "zh_CN"
 
 
 def locale_negotiator(request):
-    for candidate in (request.params.get("_LOCALE_"), request.cookies.get("_LOCALE_")):
+    # the query string only: reading request.params would parse the body
+    # (a malformed multipart body would turn every answer into a 500)
+    for candidate in (request.GET.get("_LOCALE_"), request.cookies.get("_LOCALE_")):
         if candidate in LANGUAGES:
             return candidate
     try:

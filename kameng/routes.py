@@ -18,6 +18,7 @@ def includeme(config):
     config.add_route("category", "/c/{id}")
     config.add_route("product", "/p/{id}")
     config.add_route("healthz", "/healthz")
+    config.add_route("media", "/media/{name}", request_method="GET")
     # buying: checkout, the order page, lookup, accounts
     config.add_route("checkout", "/checkout/{id}")
     config.add_route("order", "/orders/{order_no}")
@@ -46,6 +47,7 @@ def includeme(config):
     config.add_route("admin.payments", "/admin/payments")
     config.add_route("admin.payments.test", "/admin/payments/test", request_method="POST")
     config.add_route("admin.audit", "/admin/audit")
+    config.add_route("admin.media", "/admin/media")
     # admin: orders, refunds, users' balances
     config.add_route("admin.orders", "/admin/orders")
     config.add_route("admin.orders.export", "/admin/orders/export.csv")
@@ -94,3 +96,4 @@ def includeme(config):
     config.add_route("api.admin.plugins", "/api/v1/admin/plugins")
     config.add_route("api.admin.plugin", "/api/v1/admin/plugins/{id}")
     config.add_route("api.admin.jobs", "/api/v1/admin/jobs")
+    config.add_route("api.admin.media", "/api/v1/admin/media", request_method="POST")

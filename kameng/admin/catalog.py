@@ -300,8 +300,10 @@ class CatalogViews:
     def products(self):
         request, db = self.request, self.db
         params = request.GET
-        filters = {"category": _int_param(params.get("category")), "type": params.get("type", ""),
-                   "q": params.get("q", "").strip()[:100]}
+        category = _int_param(params.get("category"))
+        filters = {"category": category if category and 0 < category < 2 ** 31 else None,
+                   "type": params.get("type", ""),
+                   "q": params.get("q", "").replace("\x00", "").strip()[:100]}  # PostgreSQL refuses NUL
         if filters["type"] not in PRODUCT_TYPES:
             filters["type"] = ""
         stmt = select(Product)
@@ -436,7 +438,9 @@ class CatalogViews:
     # -- SKUs ----------------------------------------------------------------------------
 
     def _sku_or_404(self) -> Sku:
-        sku = self.db.scalar(select(Sku).where(Sku.code == self.request.matchdict["code"]))
+        code = self.request.matchdict["code"]
+        # a code no SKU can have is not looked up (PostgreSQL refuses NUL in text)
+        sku = self.db.scalar(select(Sku).where(Sku.code == code)) if catalog.CODE.match(code) else None
         if sku is None:
             raise HTTPNotFound()
         return sku
@@ -591,6 +595,9 @@ class CatalogViews:
             except UnicodeDecodeError:
                 raise CatalogError("file", _("The file is not UTF-8 text. Save it as UTF-8 (in Excel: CSV UTF-8) "
                                              "and try again.")) from None
+            if "\x00" in text:  # a binary file, or text saved as UTF-16: nothing of it is imported
+                raise CatalogError("file", _("The file is not text: it contains NUL bytes. Save it as UTF-8 text "
+                                             "and try again."))
             return text, filename[:255]
         text = post.get("keys", "")
         if len(text) > MAX_UPLOAD:

@@ -22,6 +22,7 @@ CORE_MENU = [
     MenuItem(_("Shop settings"), "admin.settings", "system", 20),
     MenuItem(_("Categories"), "admin.categories", "shop", 10),
     MenuItem(_("Products and stock"), "admin.products", "shop", 20),
+    MenuItem(_("Images"), "admin.media", "shop", 25),
     MenuItem(_("Orders"), "admin.orders", "shop", 5),
     MenuItem(_("Payments"), "admin.payments", "shop", 30),
     MenuItem(_("Users"), "admin.users", "shop", 40),
