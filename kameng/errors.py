@@ -3,6 +3,7 @@ elsewhere; a 500 shows neither a traceback nor the exception's text."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import unquote_to_bytes
 
 from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
 from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPFound
@@ -35,6 +36,7 @@ def is_api(request) -> bool:
 
 
 def json_error(request, status: int, code: str, message, **extra):
+    _make_readable(request.environ)
     request.response.status = status
     request.response.content_type = "application/json"
     body = {"error": {"code": code, "message": request.localizer.translate(message), **extra}}
@@ -50,6 +52,7 @@ def render_json(request, body, status=200):
 
 
 def html_error(request, status: int, message):
+    _make_readable(request.environ)
     from pyramid.renderers import render_to_response
 
     resp = render_to_response(tpl("error.pt"), {"status": status, "message": message}, request=request)
@@ -100,6 +103,38 @@ def http_exception_view(exc, request):
     if is_api(request):
         return json_error(request, exc.code, _CODES.get(exc.code, "error"), _MESSAGES.get(exc.code, exc.title))
     return html_error(request, exc.code, _MESSAGES.get(exc.code, exc.title))
+
+
+def _undecodable(environ) -> bool:
+    """Whether the request's path or query string is not UTF-8."""
+    try:
+        environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        unquote_to_bytes(environ.get("QUERY_STRING", "").replace("+", " ")).decode("utf-8")
+    except UnicodeError:
+        return True
+    return False
+
+
+def _make_readable(environ) -> None:
+    """A path that is not UTF-8 made readable and such a query string
+    dropped, so that an error page can be drawn (the locale is read from
+    the query string)."""
+    if _undecodable(environ):
+        path = environ.get("PATH_INFO", "").encode("latin-1")
+        environ["PATH_INFO"] = path.decode("utf-8", "replace").encode("utf-8").decode("latin-1")
+        environ["QUERY_STRING"] = ""
+
+
+@exception_view_config(UnicodeDecodeError)
+def undecodable_view(exc, request):
+    """A URL that is not UTF-8 (``/p/%FF``, ``?q=%FF``) is the client's
+    mistake: a 400, not a 500."""
+    if not _undecodable(request.environ):
+        return server_error_view(exc, request)
+    _make_readable(request.environ)
+    if is_api(request):
+        return json_error(request, 400, "bad_request", _MESSAGES[400])
+    return html_error(request, 400, _MESSAGES[400])
 
 
 @exception_view_config(Exception)

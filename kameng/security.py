@@ -74,8 +74,31 @@ class SecurityPolicy:
         return []
 
     def forget(self, request, **kw):
+        user = request.user
+        if user is not None and _bearer(request) is None:
+            # the session cookie is signed, not stored: a copy of it (kept by
+            # a shared computer, a proxy log) would open the account again
+            # after the sign-out unless its version is retired here, which
+            # signs this account out of every browser
+            user.session_version = (user.session_version or 0) + 1
         request.session.invalidate()
         return []
+
+
+def session_factory(settings, secret: str):
+    """Signed-cookie sessions. The cookie is ``Secure`` on every request that
+    arrived over HTTPS (waitress takes the scheme from a trusted proxy's
+    ``X-Forwarded-Proto``), and on plain HTTP too with ``kameng.secure_cookies``."""
+    common = {"cookie_name": "kameng_session", "httponly": True, "samesite": "Lax",
+              "timeout": int(settings.get("kameng.session_timeout", 7200)), "reissue_time": 300}
+    secure = SignedCookieSessionFactory(secret, secure=True, **common)
+    plain = secure if asbool(settings.get("kameng.secure_cookies", False)) else \
+        SignedCookieSessionFactory(secret, secure=False, **common)
+
+    def factory(request):
+        return secure(request) if request.scheme == "https" else plain(request)
+
+    return factory
 
 
 def includeme(config):
@@ -83,11 +106,7 @@ def includeme(config):
     secret = settings.get("kameng.session_secret")
     if not secret or len(secret) < 32:
         raise ValueError("kameng.session_secret must be set to a random string of at least 32 characters")
-    factory = SignedCookieSessionFactory(
-        secret, cookie_name="kameng_session", httponly=True, samesite="Lax",
-        secure=asbool(settings.get("kameng.secure_cookies", False)),
-        timeout=int(settings.get("kameng.session_timeout", 7200)), reissue_time=300)
-    config.set_session_factory(factory)
+    config.set_session_factory(session_factory(settings, secret))
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.set_default_csrf_options(require_csrf=True, check_origin=True)
     config.set_security_policy(SecurityPolicy())

@@ -34,10 +34,10 @@ def test_lockout_after_repeated_failures(testapp, admin, registry):
     for _ in range(4):
         assert "Wrong email or password." in login(testapp, admin[0], "wrong-password").text
     resp = login(testapp, admin[0], "wrong-password")
-    assert resp.status_int == 400 and "locked" in resp.text
+    assert resp.status_int == 429 and "locked" in resp.text
     # even the right password is refused while locked
     resp = login(testapp, admin[0], admin[1])
-    assert resp.status_int == 400 and "locked" in resp.text
+    assert resp.status_int == 429 and "locked" in resp.text
     testapp.get("/admin", status=302)
     with app_request(registry) as req:
         user = accounts.find_user(req.db, admin[0])

@@ -34,7 +34,7 @@ def _plugin(request):
     return plugin
 
 
-@view_config(route_name="api.openapi", renderer="json", require_csrf=False)
+@view_config(route_name="api.openapi", renderer="json", require_csrf=False, request_method="GET")
 def openapi(request):
     return document(request)
 

@@ -14,10 +14,11 @@ from pyramid.view import view_config
 from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 
-from kameng import accounts
+from kameng import accounts, ratelimit
 from kameng.catalog import recharge
 from kameng.catalog.models import Category, Product
 from kameng.catalog.service import buyable, price_for, sanitize_html, stock_label
+from kameng.db import utcnow
 from kameng.i18n import LANGUAGES, _
 from kameng.money import format_minor
 from kameng.theming import tpl
@@ -350,8 +351,37 @@ def language(request):
     if lang not in LANGUAGES:
         raise HTTPNotFound()
     resp = HTTPFound(safe_next(request, request.params.get("next"), request.route_url("home")))
-    resp.set_cookie("_LOCALE_", lang, max_age=365 * 86400, samesite="Lax", httponly=True)
+    resp.set_cookie("_LOCALE_", lang, max_age=365 * 86400, samesite="Lax", httponly=True,
+                    secure=request.scheme == "https")
     return resp
+
+
+#: sign-in refusals: the same for an account that exists and one that does not
+LOGIN_LOCKED = _("Too many failed sign-ins. This account is locked for a while; try again later.")
+LOGINS_LIMITED = _("Too many sign-in attempts from your address. Wait a minute and try again.")
+
+
+def _sign_in(request, email: str, password: str):
+    """``(user, None)``, or ``(None, (status, message))``. Every attempt
+    counts against the address (``kameng.limits.logins_per_ip_per_minute``);
+    wrong passwords also against the account (:func:`kameng.accounts.authenticate`)."""
+    settings = request.registry.settings
+    engine = request.registry["kameng.write_engine"]
+    per_ip = ratelimit.setting(request, "kameng.limits.logins_per_ip_per_minute")
+    if not ratelimit.hit(engine, f"logins_per_ip_per_minute:{request.remote_addr or '-'}", per_ip):
+        ratelimit.set_retry_after(request, ratelimit.retry_after())
+        return None, (429, LOGINS_LIMITED)
+    result = accounts.authenticate(request.db, email, password,
+                                   max_failures=int(settings["kameng.login.max_failures"]),
+                                   lockout_minutes=int(settings["kameng.login.lockout_minutes"]), engine=engine)
+    if result.ok:
+        return result.user, None
+    if result.locked_until is not None:
+        ratelimit.set_retry_after(request, (result.locked_until - utcnow()).total_seconds())
+        return None, (429, LOGIN_LOCKED)
+    return None, (400, _("Wrong email or password."))
+
+
 @view_config(route_name="login", renderer=tpl("login.pt"))
 def login(request):
     next_url = request.params.get("next", "")
@@ -360,19 +390,12 @@ def login(request):
         email = request.POST.get("email", "")[:254]
         password = request.POST.get("password", "")
         form["email"] = email
-        settings = request.registry.settings
-        result = accounts.authenticate(request.db, email, password,
-                                       max_failures=int(settings["kameng.login.max_failures"]),
-                                       lockout_minutes=int(settings["kameng.login.lockout_minutes"]))
-        if result.ok:
-            headers = remember(request, result.user.id)
-            default = request.route_url("admin.home") if result.user.is_admin else request.route_url("home")
+        user, refusal = _sign_in(request, email, password)
+        if user is not None:
+            headers = remember(request, user.id)
+            default = request.route_url("admin.home") if user.is_admin else request.route_url("home")
             return HTTPFound(safe_next(request, next_url, default), headers=headers)
-        if result.locked_until is not None:
-            form["error"] = _("Too many failed sign-ins. This account is locked for a while; try again later.")
-        else:
-            form["error"] = _("Wrong email or password.")
-        request.response.status = 400
+        request.response.status, form["error"] = refusal
     return {"form": form, "next": next_url}
 
 
