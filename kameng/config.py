@@ -23,6 +23,11 @@ DEFAULTS = {
     "kameng.login.lockout_minutes": "15",
     "kameng.limits.orders_per_ip_per_minute": "20",
     "kameng.limits.lookups_per_ip_per_minute": "30",
+    "kameng.limits.lookup_failures_per_order": "5",
+    "kameng.limits.lookup_lockout_minutes": "15",
+    "kameng.limits.logins_per_ip_per_minute": "10",
+    "kameng.limits.dock_failures_per_ip_per_minute": "20",
+    "kameng.limits.dock_failures_per_key_per_minute": "60",
     "kameng.orders.expire_minutes": "15",
     "tm.annotate_user": "false",
     "retry.attempts": "3",
@@ -37,6 +42,8 @@ def prepare_settings(settings: dict) -> dict:
     data_dir = settings.get("kameng.data_dir")
     if data_dir and not settings.get("kameng.themes_dir"):
         settings["kameng.themes_dir"] = os.path.join(data_dir, "themes")
+    if data_dir and not settings.get("kameng.media_dir"):
+        settings["kameng.media_dir"] = os.path.join(data_dir, "media")
     return settings
 
 
@@ -65,6 +72,8 @@ def configure(settings: dict, extra_plugins=(), load_entrypoints=None) -> Config
     config.include("kameng.shop")
     config.include("kameng.pluginhost")
     config.include("kameng.theming")
+    config.include("kameng.pagecache")
+    config.include("kameng.media")
 
     from kameng import jobs
     from kameng.payments import service as payments
@@ -78,7 +87,7 @@ def configure(settings: dict, extra_plugins=(), load_entrypoints=None) -> Config
     for module in ("kameng.errors", "kameng.storefront.views", "kameng.admin.views", "kameng.admin.catalog",
                    "kameng.api.views", "kameng.api.catalog", "kameng.payments.views", "kameng.api.orders",
                    "kameng.api.admin_orders", "kameng.storefront.orders", "kameng.storefront.account", "kameng.storefront.topup",
-                   "kameng.admin.orders", "kameng.admin.users"):
+                   "kameng.admin.orders", "kameng.admin.users", "kameng.media.views"):
         config.scan(module)
     config.commit()
     return config

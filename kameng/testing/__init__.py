@@ -96,6 +96,11 @@ def base_settings(db_url, key_file, kameng_tmp):
         # the tests' fake gateways and suppliers listen on 127.0.0.1
         "kameng.http.allow_private_targets": "true",
         "pyramid.default_locale_name": "en",
+        # no scheduled backups of the test database (tests/test_backup.py turns them on)
+        "kameng.backup.every_hours": "0",
+        # tests look at a page, change the catalog and look again at once
+        # (tests/test_pagecache.py turns the anonymous page cache on)
+        "kameng.storefront.cache_seconds": "0",
     }
 
 
@@ -153,6 +158,9 @@ def _empty_database_after_test(request):
             empty_tables(engine)
         finally:
             engine.dispose()
+        from kameng import ratelimit
+
+        ratelimit.reset_memory()  # SQLite's counters, as the table's are emptied
         # every app's pooled connections are closed between tests (an engine
         # reconnects when used again): tests that build an app each (a live
         # server on a new port) would otherwise exhaust a server's connections
