@@ -58,13 +58,15 @@ class LeaseLost(Exception):
 
 
 def enqueue(db, kind: str, payload: dict | None = None, delay: float = 0,
-            dedupe_key: str | None = None, max_attempts: int | None = None) -> Job | None:
+            dedupe_key: str | None = None, max_attempts: int | None = None, new_key: bool = False) -> Job | None:
     """Add a job in the caller's transaction. With ``dedupe_key``, a second
-    job with the same key is not added (``None`` is returned)."""
+    job with the same key is not added (``None`` is returned). ``new_key``
+    says the key cannot exist yet (it names something made in this
+    transaction): the job is added without the savepoint that guards a clash."""
     job = Job(kind=kind, payload=json.dumps(payload or {}, ensure_ascii=False), status=QUEUED,
               run_at=utcnow() + dt.timedelta(seconds=delay), dedupe_key=dedupe_key, attempts=0,
               max_attempts=max_attempts or 8)
-    if dedupe_key is None:
+    if dedupe_key is None or new_key:
         db.add(job)
         db.flush()
         return job

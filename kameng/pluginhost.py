@@ -236,6 +236,7 @@ def configure(request, plugin_id: str, raw: dict, keep_blank_secrets=False) -> d
     secret = {k: v for k, v in values.items() if k in fields and fields[k].secret and v is not None}
     state.settings = json.dumps(public, ensure_ascii=False)
     state.secrets = keyring.encrypt(json.dumps(secret), f"plugin:{plugin_id}") if secret else ""
+    request.__dict__.get("_kameng_plugin_settings", {}).pop(plugin_id, None)  # read them afresh
     state.updated_at = utcnow()
     audit.record(request.db, audit.actor_of(request), "plugin.configure", plugin_id,
                  fields=sorted(parsed))  # names only, never values
@@ -300,8 +301,14 @@ def _hooks(request) -> HookProxy:
 
 
 def _plugin_settings(request, plugin_id: str) -> dict:
-    host: PluginHost = request.registry["kameng.plugins"]
-    return host.read_settings(plugin_id, request.plugin_states.get(plugin_id), request.registry["kameng.keyring"])
+    """A plugin's settings, secrets decrypted: read and decrypted once per
+    request (an order asks for its gateway's several times), a copy each call."""
+    memo = request.__dict__.setdefault("_kameng_plugin_settings", {})
+    if plugin_id not in memo:
+        host: PluginHost = request.registry["kameng.plugins"]
+        memo[plugin_id] = host.read_settings(plugin_id, request.plugin_states.get(plugin_id),
+                                             request.registry["kameng.keyring"])
+    return dict(memo[plugin_id])
 
 
 def plugin_view_deriver(view, info):

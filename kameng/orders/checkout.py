@@ -242,6 +242,10 @@ def out_of_stock() -> APIError:
     return _invalid("out_of_stock", _("Sorry, not enough left in stock for this order."), status=409)
 
 
+#: ``session.info`` key: ids of the orders this transaction created (they have no payment attempt yet)
+NEW_ORDERS = "kameng.new_orders"
+
+
 def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
     """Create an order (and reserve its stock) in the request's transaction.
     Returns ``(order, replayed)``; ``replayed`` is True when the
@@ -321,6 +325,7 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
         if scoped is not None and db.scalar(select(Order.id).where(Order.idempotency_key == scoped)) is not None:
             return replayed(db, scoped, fingerprint), True
         raise RetryOrder() from None  # a concurrent twin (or an order number clash): try again
+    db.info.setdefault(NEW_ORDERS, set()).add(order.id)
     if keyed:
         try:
             inventory.reserve(db, sku.id, quantity, order.order_no, order.expires_at + RESERVATION_GRACE)

@@ -26,7 +26,7 @@ from kameng.inventory.models import RESERVED, SOLD, VOID, CardKey
 from kameng.money import format_minor
 from kameng.notifications import emit
 from kameng.orders import states
-from kameng.orders.checkout import access_token, out_of_stock, take_counted_stock
+from kameng.orders.checkout import NEW_ORDERS, access_token, out_of_stock, take_counted_stock
 from kameng.orders.models import Order, Refund
 from kameng.orders.states import CANCELLED, DELIVERED, DELIVERING, EXPIRED, FAILED, PAID, PENDING, REFUNDED
 from kameng.payments.models import CLOSED as ATTEMPT_CLOSED
@@ -161,19 +161,22 @@ def open_attempt(request, order: Order, method: str, channel: str | None = None,
         return attempt
     gateway = get_gateway(request, method)
     order.payment_method, order.channel = method, channel
-    attempt = request.db.scalar(select(PaymentAttempt).where(
-        PaymentAttempt.order_id == order.id, PaymentAttempt.gateway == method,
-        PaymentAttempt.status == ATTEMPT_PENDING, PaymentAttempt.amount == order.amount,
-        (PaymentAttempt.channel == channel) if channel else PaymentAttempt.channel.is_(None)))
+    attempt = None
+    if order.id not in request.db.info.get(NEW_ORDERS, ()):  # an order made in this transaction has none
+        attempt = request.db.scalar(select(PaymentAttempt).where(
+            PaymentAttempt.order_id == order.id, PaymentAttempt.gateway == method,
+            PaymentAttempt.status == ATTEMPT_PENDING, PaymentAttempt.amount == order.amount,
+            (PaymentAttempt.channel == channel) if channel else PaymentAttempt.channel.is_(None)))
     if attempt is None:
         attempt = create_attempt(request, gateway, order.amount, order.currency,
                                  f"{order.product_name} {order.sku_name} x{order.quantity}", purpose="order",
-                                 channel=channel)
-        attempt.order_id = order.id
+                                 channel=channel, order_id=order.id)
+        request.db.info.get(NEW_ORDERS, set()).discard(order.id)  # it has one now
         states.note(request.db, order, "payment", f"{method}: {attempt.attempt_no}", actor=actor or "buyer",
                     public=False)
+        # a new attempt number: its key cannot be taken yet (no savepoint needed)
         jobs.enqueue(request.db, QUERY, {"attempt_no": attempt.attempt_no, "round": 0}, delay=query_delay(request, 0),
-                     dedupe_key=f"query:{attempt.attempt_no}:0")
+                     dedupe_key=f"query:{attempt.attempt_no}:0", new_key=True)
     return attempt
 
 

@@ -82,12 +82,12 @@ def new_attempt_no() -> str:
 
 
 def create_attempt(request, gateway: PaymentGateway, amount: int, currency: str, subject: str,
-                   purpose: str = "order", channel: str | None = None) -> PaymentAttempt:
+                   purpose: str = "order", channel: str | None = None, order_id: int | None = None) -> PaymentAttempt:
     if amount <= 0:
         raise ValueError("a payment needs a positive amount")
     attempt = PaymentAttempt(attempt_no=new_attempt_no(), gateway=gateway.identifier, channel=channel,
                              purpose=purpose, subject=subject[:255], amount=amount, currency=currency,
-                             status=PENDING, created_by=getattr(request.user, "email", "") or "")
+                             status=PENDING, created_by=getattr(request.user, "email", "") or "", order_id=order_id)
     request.db.add(attempt)
     request.db.flush()
     return attempt
