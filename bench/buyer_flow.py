@@ -111,6 +111,38 @@ print(json.dumps({"keys": states, "orders": orders}))
 '''
 
 
+def init_shop(kameng: list[str], tmp: str, port: int, db: str | None = None, poll_interval: float | None = None) -> str:
+    """`kameng init` a shop in TMP/shop listening on PORT, with the core's
+    per-address limits off and logs at WARNING; returns its ini file."""
+    init = [*kameng, "init", "--data", f"{tmp}/shop", "--listen", f"127.0.0.1:{port}",
+            "--base-url", f"http://127.0.0.1:{port}", "--admin-password", "bench-admin-password-1"]
+    if db:
+        init += ["--db", db]
+    subprocess.run(init, check=True, capture_output=True)
+    ini = f"{tmp}/shop/kameng.ini"
+    with open(ini) as fh:
+        text = fh.read()
+    text = re.sub(r"kameng\.limits\.(\w+) = \d+", r"kameng.limits.\1 = 0", text)
+    if poll_interval is not None:
+        text = text.replace("[app:main]\n", f"[app:main]\nkameng.jobs.poll_interval = {poll_interval}\n", 1)
+    # the bench measures the shop, not its log volume
+    text = text.replace("[logger_kameng]\nlevel = INFO", "[logger_kameng]\nlevel = WARNING")
+    text = text.replace("[logger_waitress]\nlevel = INFO", "[logger_waitress]\nlevel = ERROR")
+    with open(ini, "w") as fh:
+        fh.write(text)
+    return ini
+
+
+def wait_until_up(url: str, tries: int = 200) -> bool:
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 class Client:
     """One buyer's keep-alive HTTP/1.1 connection (one per flow: a buyer's
     visit; 100 connections held for the whole run would hit waitress's
@@ -171,22 +203,7 @@ def main() -> int:
             engine = make_engine(args.db)
             drop_everything(engine)
             engine.dispose()
-        init = [*kameng, "init", "--data", f"{tmp}/shop", "--listen", f"127.0.0.1:{port}",
-                "--base-url", f"http://127.0.0.1:{port}", "--admin-password", "bench-admin-password-1"]
-        if args.db:
-            init += ["--db", args.db]
-        subprocess.run(init, check=True, capture_output=True)
-        ini = f"{tmp}/shop/kameng.ini"
-        with open(ini) as fh:
-            text = fh.read()
-        text = re.sub(r"kameng\.limits\.(\w+) = \d+", r"kameng.limits.\1 = 0", text)
-        if args.poll_interval is not None:
-            text = text.replace("[app:main]\n", f"[app:main]\nkameng.jobs.poll_interval = {args.poll_interval}\n", 1)
-        # the bench measures the shop, not its log volume
-        text = text.replace("[logger_kameng]\nlevel = INFO", "[logger_kameng]\nlevel = WARNING")
-        text = text.replace("[logger_waitress]\nlevel = INFO", "[logger_waitress]\nlevel = ERROR")
-        with open(ini, "w") as fh:
-            fh.write(text)
+        ini = init_shop(kameng, tmp, port, db=args.db, poll_interval=args.poll_interval)
         keys = args.orders * args.quantity + 10
         setup = subprocess.run([sys.executable, "-c", SETUP, ini, str(keys), str(args.quantity)], check=True,
                                capture_output=True, text=True)
@@ -197,13 +214,7 @@ def main() -> int:
         workers = [subprocess.Popen([*kameng, "-c", ini, "worker"], stdout=log, stderr=log)
                    for _ in range(args.workers)]
         base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
+        if not wait_until_up(base + "/healthz"):
             raise SystemExit("the server did not start; see " + os.path.join(tmp, "serve.log"))
 
         from kameng_sandbox.gateway import signed_fields
