@@ -5,21 +5,33 @@ file again (a full-duplicate pass that must add nothing).
 Usage: python bench/keys_import.py [--db URL] [--keys 1000000] [--pairs]
                                    [--chunk 2000] [--tracemalloc] [--profile N] [--analyze]
 
-Prints keys/s, seconds, peak memory (ru_maxrss of the process; with
---tracemalloc also the peak of Python allocations during the import, which
-slows the import down: compare a run without it) and the database size.
+Prints progress on stderr and ONE JSON line of figures on stdout: keys/s,
+seconds, CPU seconds of the process (steadier than wall time on a shared
+machine), memory (ru_maxrss peak, and the resident size sampled at each tenth
+of the file: flat if the import streams; with --tracemalloc also the peak of
+Python allocations, which slows the import down) and the database size.
 """
 from __future__ import annotations
 
 import argparse
 import base64
 import cProfile
+import json
 import os
 import pstats
 import resource
 import sys
 import tempfile
 import time
+
+
+def log(*parts) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def rss_mb() -> float:
@@ -29,6 +41,23 @@ def rss_mb() -> float:
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def drop_tables(engine) -> None:
+    """Drop every table of ``--db`` (kameng.testing.drop_everything without
+    its pytest import: the bench runs from a plain ``pip install -e .``)."""
+    from sqlalchemy import MetaData
+
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name in ("mysql", "mariadb"):
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+            for table in meta.sorted_tables:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS `{table.name}`")
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+        else:
+            meta.drop_all(conn)
 
 
 def generate(path: str, n: int, pairs: bool) -> None:
@@ -46,13 +75,14 @@ def generate(path: str, n: int, pairs: bool) -> None:
             fh.write("".join(out))
 
 
-def db_size(engine, sqlite_path: str | None) -> str:
+def db_size(engine, sqlite_path: str | None) -> dict:
+    """MiB: the whole database, and (SQLite) its WAL or (others) card_keys with its indexes."""
     from sqlalchemy import text
 
     if sqlite_path:
         main = os.path.getsize(sqlite_path)
         wal = os.path.getsize(sqlite_path + "-wal") if os.path.exists(sqlite_path + "-wal") else 0
-        return f"{main / 2 ** 20:.1f} MiB (+ {wal / 2 ** 20:.1f} MiB WAL)"
+        return {"db_mib": round(main / 2 ** 20, 1), "wal_mib": round(wal / 2 ** 20, 1)}
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             total, table = conn.execute(text(
@@ -62,7 +92,7 @@ def db_size(engine, sqlite_path: str | None) -> str:
                 "SELECT SUM(data_length + index_length), SUM(CASE WHEN table_name = 'card_keys' "
                 "THEN data_length + index_length ELSE 0 END) FROM information_schema.tables "
                 "WHERE table_schema = DATABASE()")).one()
-    return f"{int(total) / 2 ** 20:.1f} MiB (card_keys with its indexes: {int(table) / 2 ** 20:.1f} MiB)"
+    return {"db_mib": round(int(total) / 2 ** 20, 1), "card_keys_mib": round(int(table) / 2 ** 20, 1)}
 
 
 def main() -> int:
@@ -95,7 +125,6 @@ def main() -> int:
     from kameng.db import make_engine
     from kameng.inventory import service as inventory
     from kameng.migrate import upgrade
-    from kameng.testing import drop_everything
 
     t0 = time.perf_counter()
     generate(keys_path, args.keys, args.pairs)
@@ -103,7 +132,7 @@ def main() -> int:
     write_key_file(key_file)
 
     engine = make_engine(url)
-    drop_everything(engine)
+    drop_tables(engine)
     engine.dispose()
     registry = configure({"sqlalchemy.url": url, "kameng.key_file": key_file,
                           "kameng.session_secret": "b" * 40}).registry
@@ -121,23 +150,25 @@ def main() -> int:
     kw = {"separator": "," if args.pairs else None, "source": "bench", "actor": "bench"}
     if args.chunk:
         kw["chunk"] = args.chunk
-    if args.analyze and not sqlite_path:
-        analyzed = []
+    analyzed, samples = [], {}
+    marks = [args.keys * f // 10 for f in range(1, 11)]  # sample the resident size at each tenth of the file
 
-        def analyze_once(lines, imported):
-            if not analyzed and imported:
-                with engine.begin() as conn:
-                    conn.exec_driver_sql("ANALYZE card_keys" if engine.dialect.name == "postgresql"
-                                         else "ANALYZE TABLE card_keys")
-                analyzed.append(imported)
+    def on_progress(lines, imported):
+        if args.analyze and not sqlite_path and not analyzed and imported:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE card_keys" if engine.dialect.name == "postgresql"
+                                     else "ANALYZE TABLE card_keys")
+            analyzed.append(imported)
+        while marks and lines >= marks[0]:
+            samples[f"{marks.pop(0) * 100 // args.keys}%"] = round(current_rss_mb())
 
-        kw["progress"] = analyze_once
-
-    print(f"kameng key import bench: {write_engine.dialect.name}, {args.keys:,} keys"
-          f"{' (number,secret pairs)' if args.pairs else ''}, file {os.path.getsize(keys_path) / 2 ** 20:.1f} MiB "
-          f"written in {gen_s:.1f} s, chunk {kw.get('chunk', inventory.CHUNK)}"
-          + (", ANALYZE after the first chunk" if "progress" in kw else ""))
-    print(f"rss before import: {current_rss_mb():.0f} MiB (peak so far {rss_mb():.0f} MiB)")
+    kw["progress"] = on_progress
+    log(f"kameng key import bench: {write_engine.dialect.name}, {args.keys:,} keys"
+        f"{' (number,secret pairs)' if args.pairs else ''}, file {os.path.getsize(keys_path) / 2 ** 20:.1f} MiB "
+        f"written in {gen_s:.1f} s, chunk {kw.get('chunk', inventory.CHUNK)}"
+        + (", ANALYZE after the first chunk" if args.analyze and not sqlite_path else ""))
+    rss_before = current_rss_mb()
+    log(f"rss before import: {rss_before:.0f} MiB (peak so far {rss_mb():.0f} MiB)")
 
     def run(label: str, profile: int = 0):
         if args.tracemalloc:
@@ -145,45 +176,63 @@ def main() -> int:
             tracemalloc.start()
             tracemalloc.reset_peak()
         prof = cProfile.Profile() if profile else None
-        t = time.perf_counter()
+        t, c = time.perf_counter(), cpu_s()
         with open(keys_path, encoding="utf-8-sig") as fh:
             if prof:
                 prof.enable()
             report = inventory.import_keys(lambda: Session(write_engine), keyring, sku_id, fh, **kw)
             if prof:
                 prof.disable()
-        elapsed = time.perf_counter() - t
-        traced = ""
+        elapsed, cpu = time.perf_counter() - t, cpu_s() - c
+        traced = None
         if args.tracemalloc:
             import tracemalloc
-            traced = f"   tracemalloc peak: {tracemalloc.get_traced_memory()[1] / 2 ** 20:.0f} MiB"
+            traced = tracemalloc.get_traced_memory()[1] / 2 ** 20
             tracemalloc.stop()
-        print(f"{label}: {report.lines:,} lines, imported {report.imported:,}, duplicates {report.duplicates:,}, "
-              f"invalid {report.invalid:,} in {elapsed:.1f} s = {report.lines / elapsed:,.0f} lines/s"
-              + (f" ({report.imported / elapsed:,.0f} keys/s imported)" if report.imported else ""))
-        print(f"  peak rss (ru_maxrss, whole process so far): {rss_mb():.0f} MiB{traced}")
+        log(f"{label}: {report.lines:,} lines, imported {report.imported:,}, duplicates {report.duplicates:,}, "
+            f"invalid {report.invalid:,} in {elapsed:.1f} s ({cpu:.1f} s CPU) = {report.lines / elapsed:,.0f} lines/s"
+            + (f" ({report.imported / elapsed:,.0f} keys/s imported)" if report.imported else ""))
+        log(f"  peak rss (ru_maxrss, whole process so far): {rss_mb():.0f} MiB"
+            + (f"   tracemalloc peak: {traced:.0f} MiB" if traced is not None else ""))
         if prof:
-            pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(profile)
-            pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(profile)
-        return report
+            pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(profile)
+            pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(profile)
+        return report, elapsed, cpu, traced
 
-    first = run("import", args.profile)
+    first, elapsed, cpu, traced = run("import", args.profile)
+    peak_import = rss_mb()
     with Session(engine) as s:
         counts = inventory.counts(s, sku_id)
         stock = s.get(Sku, sku_id).stock
-    print(f"  available keys {counts['available']:,}, skus.stock {stock:,}")
-    print(f"  database size: {db_size(engine, sqlite_path)}")
+    size = db_size(engine, sqlite_path)
+    log(f"  available keys {counts['available']:,}, skus.stock {stock:,}; rss after each tenth of the file "
+        f"(MiB): {samples}")
+    log(f"  database size: {size}")
+    ok = first.imported == args.keys == counts["available"] == stock
+    out = {"bench": "keys_import", "db": write_engine.dialect.name, "keys": args.keys, "pairs": args.pairs,
+           "chunk": kw.get("chunk", inventory.CHUNK), "imported": first.imported, "seconds": round(elapsed, 2),
+           "keys_per_s": round(first.imported / elapsed), "cpu_s": round(cpu, 2),
+           "keys_per_cpu_s": round(first.imported / cpu) if cpu else None,
+           "rss_before_mib": round(rss_before), "rss_peak_mib": round(peak_import),
+           "rss_at_mib": samples, **size}
+    if traced is not None:
+        out["tracemalloc_peak_mib"] = round(traced, 1)
+    if args.analyze and not sqlite_path:
+        out["analyze_after"] = analyzed[0] if analyzed else None
     if not args.no_second_pass:
-        second = run("same file again (full duplicates)")
-        print(f"  added {second.imported} (expected 0)")
-    else:
-        second = None
+        second, elapsed2, cpu2, _ = run("same file again (full duplicates)")
+        log(f"  added {second.imported} (expected 0)")
+        ok = ok and second.imported == 0 and second.duplicates == args.keys
+        out.update({"again_seconds": round(elapsed2, 2), "again_lines_per_s": round(second.lines / elapsed2),
+                    "again_cpu_s": round(cpu2, 2), "again_added": second.imported})
+    out["ok"] = ok
+    print(json.dumps(out), flush=True)
     engine.dispose()
     registry["kameng.engine"].dispose()
     for name in os.listdir(tmp):
         os.remove(os.path.join(tmp, name))
     os.rmdir(tmp)
-    return 0 if first.imported and (second is None or second.imported == 0) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

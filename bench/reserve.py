@@ -8,10 +8,12 @@ Usage: python bench/reserve.py [--db URL] [--keys 20000] [--workers 1,16]
                                [--switch-interval S] [--profile N]
 
 Each worker count gets a new SKU with K freshly imported keys. Prints
-reservations/s, p50/p99 latency of one reserve transaction (session, BEGIN,
-reserve, COMMIT) and the double-claim check: every reserved key has a
-distinct order_ref, the reserved count equals K, the ids the workers got
-back are distinct, and skus.stock is 0.
+progress on stderr and ONE JSON line on stdout: for each run, reservations/s,
+p50/p99 latency of one reserve transaction (session, BEGIN, reserve, COMMIT),
+the CPU time per reservation (steadier than wall time on a shared machine)
+and the double-claim check: every reserved key has a distinct order_ref, the
+reserved count equals K, the ids the workers got back are distinct, and
+skus.stock is 0.
 """
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ import argparse
 import cProfile
 import datetime as dt
 import io
+import json
 import multiprocessing
 import os
 import pstats
+import resource
 import shutil
 import statistics
 import sys
@@ -31,6 +35,32 @@ import time
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+
+
+def log(*parts) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def cpu_s(who=resource.RUSAGE_SELF) -> float:
+    ru = resource.getrusage(who)
+    return ru.ru_utime + ru.ru_stime
+
+
+def drop_tables(engine) -> None:
+    """Drop every table of ``--db`` (kameng.testing.drop_everything without
+    its pytest import: the bench runs from a plain ``pip install -e .``)."""
+    from sqlalchemy import MetaData
+
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name in ("mysql", "mariadb"):
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+            for table in meta.sorted_tables:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS `{table.name}`")
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+        else:
+            meta.drop_all(conn)
 
 
 def worker_loop(write_engine, sku_id: int, name: str, start: threading.Event | None = None, profile: bool = False):
@@ -67,7 +97,7 @@ def worker_loop(write_engine, sku_id: int, name: str, start: threading.Event | N
 def bare_loop(write_engine, sku_id: int, name: str, start: threading.Event | None = None, profile: bool = False,
               stock_counter: bool = True):
     """The same claim without SQLAlchemy or kameng: the statements reserve()
-    sends (less its savepoint and the low-stock read), on a raw DBAPI
+    sends (less the threshold it reads back with the stock), on a raw DBAPI
     connection held for the whole run. The stack's ceiling in the same run.
     ``stock_counter=False`` leaves out the skus.stock update (one hot row
     every claim writes)."""
@@ -203,11 +233,10 @@ def main() -> int:
     from kameng.crypto import write_key_file
     from kameng.db import make_engine
     from kameng.migrate import upgrade
-    from kameng.testing import drop_everything
 
     write_key_file(key_file)
     engine = make_engine(url)
-    drop_everything(engine)
+    drop_tables(engine)
     engine.dispose()
     # enough pooled connections for every worker thread (the default pool holds 5 + 10 overflow)
     pool = {"pool_size": max(counts) + 2, "max_overflow": 0}
@@ -220,10 +249,10 @@ def main() -> int:
     keyring = registry["kameng.keyring"]
     write_engine = registry["kameng.write_engine"]
     kind = "processes" if args.processes else "threads"
-    print(f"kameng reserve bench: {engine.dialect.name}, {args.keys:,} keys per run, workers are {kind}"
-          + (f", switch interval {args.switch_interval}" if args.switch_interval else "")
-          + (", no pool pre-ping" if args.no_pre_ping else ""))
-    all_ok = True
+    log(f"kameng reserve bench: {engine.dialect.name}, {args.keys:,} keys per run, workers are {kind}"
+        + (f", switch interval {args.switch_interval}" if args.switch_interval else "")
+        + (", no pool pre-ping" if args.no_pre_ping else ""))
+    all_ok, results_out = True, []
     modes = [False] + ([True] if args.bare else []) + (["nocounter"] if args.bare and args.bare_no_counter else [])
     runs = [(w, bare) for w in counts for bare in modes]
     for workers, bare in runs:
@@ -235,6 +264,7 @@ def main() -> int:
             ctx = multiprocessing.get_context("fork")
             engine.dispose()  # no inherited connections in the children
             ready, start, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+            cpu0 = cpu_s(resource.RUSAGE_CHILDREN)
             procs = [ctx.Process(target=_process_main, args=(url, pool, sku_id, f"p{i}", ready, start, results,
                                                               args.switch_interval, bool(bare), counter)) for i in range(workers)]
             for p in procs:
@@ -250,6 +280,7 @@ def main() -> int:
             elapsed = time.perf_counter() - t0
             for p in procs:
                 p.join()
+            cpu = cpu_s(resource.RUSAGE_CHILDREN) - cpu0
         else:
             if args.switch_interval:
                 sys.setswitchinterval(args.switch_interval)
@@ -260,11 +291,11 @@ def main() -> int:
             for t in threads:
                 t.start()
             time.sleep(0.2)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_s()
             start.set()
             for t in threads:
                 t.join()
-            elapsed = time.perf_counter() - t0
+            elapsed, cpu = time.perf_counter() - t0, cpu_s() - cpu0
             for lat, got, text in out:
                 latencies += lat
                 ids += got
@@ -273,11 +304,20 @@ def main() -> int:
         ok, detail = check(engine, sku_id, args.keys, ids, counter)
         all_ok &= ok
         label = f"{workers:>2} {kind[:-2 if kind == 'processes' else -1] if workers == 1 else kind}"
-        print(f"{label}{' BARE DBAPI' if bare else ''}{' without stock counter' if not counter else ''}: {len(latencies) / elapsed:,.0f} reservations/s "
-              f"({len(latencies):,} in {elapsed:.1f} s)   p50 {q[49] * 1000:.2f} ms   p99 {q[98] * 1000:.2f} ms")
-        print(f"   double-claim check: {'OK' if ok else 'FAILED'} ({detail})")
+        log(f"{label}{' BARE DBAPI' if bare else ''}{' without stock counter' if not counter else ''}: "
+            f"{len(latencies) / elapsed:,.0f} reservations/s ({len(latencies):,} in {elapsed:.1f} s, "
+            f"{cpu * 1000 / len(latencies):.2f} ms CPU each)   p50 {q[49] * 1000:.2f} ms   p99 {q[98] * 1000:.2f} ms")
+        log(f"   double-claim check: {'OK' if ok else 'FAILED'} ({detail})")
         if profile_text:
-            print(profile_text)
+            log(profile_text)
+        results_out.append({"workers": workers, "kind": kind, "mode": "bare-no-counter" if bare == "nocounter"
+                            else "bare" if bare else "kameng", "reservations_per_s": round(len(latencies) / elapsed),
+                            "n": len(latencies), "seconds": round(elapsed, 2),
+                            "cpu_ms_per_reservation": round(cpu * 1000 / len(latencies), 3),
+                            "p50_ms": round(q[49] * 1000, 2), "p99_ms": round(q[98] * 1000, 2),
+                            "double_claim_check": "OK" if ok else "FAILED"})
+    print(json.dumps({"bench": "reserve", "db": engine.dialect.name, "keys": args.keys, "runs": results_out,
+                      "ok": all_ok}), flush=True)
     engine.dispose()
     shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all_ok else 1

@@ -284,3 +284,120 @@ def test_headers_masks_and_wrong_product_types(registry, sku):
         other_id = other.id
     with pytest.raises(ValueError, match="not a card-key SKU"):
         do_import(registry, other_id, ["X"])
+
+
+# -- fast paths: what the bulk import and the savepoint-free claim must keep ----------
+
+
+def test_a_claim_short_of_stock_hands_back_what_it_took(registry, sku):
+    """reserve() runs no savepoint: a claim that found fewer keys than wanted
+    must give them back itself, for a caller that goes on and commits (an
+    order re-check, a key replacement)."""
+    do_import(registry, sku, ["S1", "S2", "S3"])
+    with app_request(registry) as req:
+        with pytest.raises(service.OutOfStock) as err:
+            service.reserve(req.db, sku, 5, "greedy", utcnow() + LATER)
+        assert (err.value.wanted, err.value.got) == (5, 3)
+        # the same transaction goes on and commits: the keys are still there to take
+        assert len(service.reserve(req.db, sku, 2, "modest", utcnow() + LATER)) == 2
+    assert stock(registry, sku) == (1, {"available": 1, "reserved": 2, "sold": 0, "void": 0})
+    with app_request(registry) as req:
+        refs = dict(req.db.execute(select(CardKey.order_ref, func.count()).group_by(CardKey.order_ref)).all())
+        left = req.db.scalars(select(CardKey).where(CardKey.state == "available")).one()
+    assert refs == {"modest": 2, None: 1} and left.reserved_until is None
+
+
+def test_a_reservation_alone_is_committed_by_the_request(registry, sku):
+    """The claim runs Core statements on the request session's connection;
+    the request must still commit them (zope.sqlalchemy commits only a
+    session it knows wrote)."""
+    do_import(registry, sku, ["ONLY-1", "ONLY-2"])
+    with app_request(registry) as req:
+        ids = service.reserve(req.db, sku, 1, "order-x", utcnow() + LATER)
+    with app_request(registry) as req:
+        key = req.db.get(CardKey, ids[0])
+        assert (key.state, key.order_ref) == ("reserved", "order-x")
+        assert key.reserved_until > utcnow()
+    assert stock(registry, sku)[0] == 1
+
+
+def test_import_streams_its_input(registry, sku):
+    """Only a chunk of the file is held at a time: the first chunk is
+    committed before the rest of the file has been read."""
+    pulled, seen_at_first_commit = [], []
+
+    def lines():
+        for i in range(50):
+            pulled.append(i)
+            yield f"STREAM-{i:03d}"
+
+    def progress(read, imported):
+        if not seen_at_first_commit:
+            seen_at_first_commit.append((len(pulled), imported))
+
+    report = do_import(registry, sku, lines(), chunk=10, progress=progress)
+    assert report.imported == 50
+    assert seen_at_first_commit == [(10, 10)]
+
+
+def test_an_interrupted_chunk_leaves_nothing_and_a_rerun_finishes(registry, sku):
+    """Each chunk is one transaction: keys, stock counter and the batch's
+    progress. A failure after a chunk's insert went to the database rolls
+    the whole chunk back; earlier chunks stay; running the file again adds
+    exactly the rest."""
+    from sqlalchemy import event
+
+    engine = registry["kameng.engine"]
+    keys = [f"CHUNK-{i:02d}" for i in range(7)]
+    inserts = []
+
+    def fail_second_stock_update(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO CARD_KEYS"):
+            inserts.append(statement)
+        if statement.lstrip().upper().startswith("UPDATE SKUS") and len(inserts) == 2:
+            raise OSError("disk full (simulated)")
+
+    event.listen(engine, "before_cursor_execute", fail_second_stock_update)
+    try:
+        with pytest.raises(OSError, match="simulated"):
+            do_import(registry, sku, keys, chunk=3)
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_second_stock_update)
+    assert len(inserts) == 2  # the second chunk's rows had been sent when it failed
+    assert stock(registry, sku) == (3, {"available": 3, "reserved": 0, "sold": 0, "void": 0})
+    from kameng.inventory.models import KeyImport
+
+    with app_request(registry) as req:
+        batch = req.db.scalars(select(KeyImport)).one()
+        assert (batch.imported, batch.duplicates) == (3, 0)
+        plain = sorted(service.reveal(req.registry["kameng.keyring"], k)[1] for k in req.db.scalars(select(CardKey)))
+    assert plain == keys[:3]
+    again = do_import(registry, sku, keys, chunk=3)
+    assert (again.imported, again.duplicates) == (4, 3)
+    assert stock(registry, sku)[0] == 7
+
+
+def test_import_records_the_key_that_encrypted_each_row(registry, sku, tmp_path, monkeypatch):
+    """key_id must name the key of the row's ciphertext even when `kameng
+    keys rotate` lands in the middle of a chunk: rotation re-encrypts (and
+    later drops) keys by that column."""
+    path = tmp_path / "secret.key"
+    path.write_text(open_text(registry["kameng.keyring"].path))
+    ring = KeyRing.from_file(str(path))
+    monkeypatch.setitem(registry, "kameng.keyring", ring)
+    plain_encrypt, calls = ring.encrypt, []
+
+    def encrypt(text, aad):
+        calls.append(text)
+        if len(calls) == 4:  # mid-chunk: another process rotates, this one notices
+            rotate.add_key(str(path))
+            ring.reload()
+        return plain_encrypt(text, aad)
+
+    monkeypatch.setattr(ring, "encrypt", encrypt)
+    assert do_import(registry, sku, [f"ROTATING-{i}" for i in range(6)], chunk=6).imported == 6
+    with app_request(registry) as req:
+        rows = req.db.scalars(select(CardKey).order_by(CardKey.id)).all()
+        assert len({ring.key_id_of(k.secret) for k in rows}) == 2
+        assert all(k.key_id == ring.key_id_of(k.secret) for k in rows)
+        assert [service.reveal(ring, k)[1] for k in rows] == [f"ROTATING-{i}" for i in range(6)]

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from sqlalchemy import and_, func, insert, select, update
+import zope.sqlalchemy
+from sqlalchemy import Integer, and_, bindparam, func, select, update
 
 from kameng.catalog.models import Product, Sku
 from kameng.db import utcnow
@@ -59,6 +60,7 @@ class ImportReport:
         return self.duplicates + self.invalid
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]").search
 HEADER = ParsedLine(secret="")  # a CSV header line: read, not a key, not an error
 
 def _is_header(line: str, separator: str) -> bool:
@@ -82,7 +84,7 @@ def parse_lines(text_lines: Iterable[str], separator: str | None = None) -> Iter
         if no == 1 and separator and _is_header(line, separator):
             yield no, HEADER
             continue
-        if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", line):
+        if _CONTROL(line):
             yield no, None
             continue
         if separator:
@@ -106,6 +108,62 @@ def _split_ws(line: str) -> tuple[str, str, str]:
 
 def _fingerprint(keyring, p: ParsedLine) -> str:
     return keyring.fingerprint(f"{p.number}\x1f{p.secret}" if p.number is not None else p.secret)
+
+
+class _ChunkSQL:
+    """The two statements an import chunk runs with every key in it, as the
+    driver's own SQL: SQLAlchemy's per-row parameter handling and its
+    rendering of an expanding ``IN`` cost more than the database's work
+    (bench/keys_import.py --profile)."""
+
+    _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+    def __init__(self, dialect):
+        mark = self._MARKS.get(dialect.paramstyle)
+        if mark is None:
+            raise NotImplementedError(f"key import: no support for the {dialect.paramstyle!r} parameter style")
+        table = CardKey.__table__
+        self.mark, self.table = mark, dialect.identifier_preparer.format_table(table)
+        names = ("sku_id", "fingerprint", "state", "batch_id", "key_id", "created_at", "secret", "number")
+        quote = dialect.identifier_preparer.quote
+        self.insert = (f"INSERT INTO {self.table} ({', '.join(quote(n) for n in names)}) "
+                       f"VALUES ({', '.join([mark] * len(names))})")
+        self._created = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+        self._existing: dict[int, str] = {}
+        self.postgresql = dialect.name == "postgresql"
+
+    def created_at(self, when: dt.datetime):
+        """``when`` as the driver takes it for the column (what the ORM would send)."""
+        return self._created(when) if self._created else when
+
+    def existing(self, sku_id: int, fps: list[str]) -> tuple[str, tuple]:
+        """Which of ``fps`` the SKU already has: ``(sql, parameters)``."""
+        if self.postgresql:
+            # One probe of the unique index per fingerprint, whatever the
+            # planner believes: a new table has no statistics until
+            # autovacuum's ANALYZE, and a generic plan (psycopg prepares a
+            # statement run 5 times) of `IN (2,000 parameters)` filters every
+            # row of the SKU against the list unhashed: seconds per chunk.
+            return (f"SELECT k.fingerprint FROM unnest({self.mark}::varchar[]) AS f(fp) CROSS JOIN LATERAL "
+                    f"(SELECT fingerprint FROM {self.table} WHERE sku_id = {self.mark} AND fingerprint = f.fp "
+                    f"LIMIT 1) AS k", (fps, sku_id))
+        sql = self._existing.get(len(fps))
+        if sql is None:
+            sql = (f"SELECT fingerprint FROM {self.table} WHERE sku_id = {self.mark} "
+                   f"AND fingerprint IN ({', '.join([self.mark] * len(fps))})")
+            if len(self._existing) < 4:  # the full chunk's and the last one's
+                self._existing[len(fps)] = sql
+        return sql, (sku_id, *fps)
+
+
+_CHUNK_SQL: dict[tuple[str, str], _ChunkSQL] = {}
+
+
+def _chunk_sql(dialect) -> _ChunkSQL:
+    sql = _CHUNK_SQL.get((dialect.name, dialect.paramstyle))
+    if sql is None:
+        sql = _CHUNK_SQL[dialect.name, dialect.paramstyle] = _ChunkSQL(dialect)
+    return sql
 
 
 def import_keys(session_factory, keyring, sku_id: int, lines: Iterable[str], separator: str | None = None,
@@ -133,30 +191,35 @@ def import_keys(session_factory, keyring, sku_id: int, lines: Iterable[str], sep
         report.batch_id = batch.id
     seen: set[str] = set()
     pending: list[tuple[str, ParsedLine]] = []
+    bound = aad(sku_id, "")
+    stock_stmt = update(Sku.__table__).where(Sku.id == sku_id).values(stock=func.coalesce(Sku.stock, 0)
+                                                                       + bindparam("added", type_=Integer))
+    progress_stmt = update(KeyImport.__table__).where(KeyImport.id == report.batch_id)
+    encrypt = keyring.encrypt
 
     def flush_chunk():
         if not pending:
             return
         with session_factory() as s, s.begin():
-            fps = [fp for fp, _ in pending]
-            existing = set(s.scalars(select(CardKey.fingerprint).where(CardKey.sku_id == sku_id,
-                                                                       CardKey.fingerprint.in_(fps))))
-            rows = []
+            conn = s.connection()
+            sql = _chunk_sql(conn.dialect)
+            existing = {fp for (fp,) in conn.exec_driver_sql(*sql.existing(sku_id, [fp for fp, _ in pending]))}
+            created, rows = sql.created_at(utcnow()), []
             for fp, p in pending:
                 if fp in existing:
                     report.duplicates += 1
                     continue
-                rows.append({"sku_id": sku_id, "fingerprint": fp, "state": AVAILABLE, "batch_id": report.batch_id,
-                             "key_id": keyring.current_id, "created_at": utcnow(),
-                             "secret": keyring.encrypt(p.secret, aad(sku_id, fp)),
-                             "number": keyring.encrypt(p.number, aad(sku_id, fp) + ":number")
-                             if p.number is not None else None})
+                secret = encrypt(p.secret, bound + fp)
+                # key_id: the key that encrypted it, even if `kameng keys rotate` ran meanwhile
+                rows.append((sku_id, fp, AVAILABLE, report.batch_id, secret[:secret.index("$")], created, secret,
+                             encrypt(p.number, bound + fp + ":number") if p.number is not None else None))
             if rows:
-                s.execute(insert(CardKey), rows)
-                s.execute(update(Sku).where(Sku.id == sku_id).values(stock=func.coalesce(Sku.stock, 0) + len(rows)))
+                # one executemany of plain tuples: no ORM unit of work, no per-row parameter processing
+                conn.exec_driver_sql(sql.insert, rows)
+                conn.execute(stock_stmt, {"added": len(rows)})
             report.imported += len(rows)
-            s.execute(update(KeyImport).where(KeyImport.id == report.batch_id).values(
-                lines=report.lines, imported=report.imported, duplicates=report.duplicates, invalid=report.invalid))
+            conn.execute(progress_stmt.values(lines=report.lines, imported=report.imported,
+                                              duplicates=report.duplicates, invalid=report.invalid))
         pending.clear()
         # earlier chunks are committed: the database check finds their repeats,
         # so memory stays bounded by the chunk, not the file
@@ -210,10 +273,10 @@ def preview(keyring, db, sku_id: int, lines: Iterable[str], separator: str | Non
         if len(sample) < limit:
             sample.append({"line": no, "number": mask(parsed.number) if parsed.number else None,
                            "secret": mask(parsed.secret)})
-    existing = 0
-    for i in range(0, len(fps), 2000):
-        existing += db.scalar(select(func.count()).where(CardKey.sku_id == sku_id,
-                                                         CardKey.fingerprint.in_(fps[i:i + 2000])))
+    existing, conn = 0, db.connection()
+    sql = _chunk_sql(conn.dialect)
+    for i in range(0, len(fps), CHUNK):
+        existing += len(conn.exec_driver_sql(*sql.existing(sku_id, fps[i:i + CHUNK])).all())
     new = len(fps) - existing
     return {"lines": total, "new": new, "duplicates": total - invalid - new, "invalid": invalid, "sample": sample}
 
@@ -232,45 +295,102 @@ def mask(text: str | None) -> str:
 # -- reservation ----------------------------------------------------------------------
 
 
+def _claim_statements(dialect: str) -> dict:
+    """The statements of :func:`reserve` for one dialect, built once (Core,
+    bind parameters: SQLAlchemy compiles each once and caches it)."""
+    stmts = _CLAIMS.get(dialect)
+    if stmts is not None:
+        return stmts
+    keys, skus = CardKey.__table__, Sku.__table__
+    pick = (select(keys.c.id).where(keys.c.sku_id == bindparam("c_sku"), keys.c.state == AVAILABLE)
+            .order_by(keys.c.id).limit(bindparam("c_quantity", type_=Integer)))
+    claimed = {"state": RESERVED, "order_ref": bindparam("c_ref"), "reserved_until": bindparam("c_until")}
+    stock = update(skus).where(skus.c.id == bindparam("c_sku")).values(stock=skus.c.stock - bindparam("c_quantity"))
+    stmts = {
+        # undoes a partial claim: the rows were available, with no order and no expiry
+        "unclaim": update(keys).where(keys.c.id.in_(bindparam("c_ids", expanding=True)),
+                                      keys.c.order_ref == bindparam("c_ref"))
+        .values(state=AVAILABLE, order_ref=None, reserved_until=None),
+        "threshold": select(skus.c.stock, skus.c.low_stock_threshold).where(skus.c.id == bindparam("c_sku")),
+    }
+    if dialect in ("mysql", "mariadb"):
+        # no UPDATE … RETURNING: lock the rows first, then update exactly those
+        stmts["pick"] = pick.with_for_update(skip_locked=True)
+        stmts["claim"] = update(keys).where(keys.c.id.in_(bindparam("c_ids", expanding=True))).values(**claimed)
+        stmts["stock"] = stock
+    else:
+        if dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        stmts["claim"] = (update(keys).where(keys.c.id.in_(pick.scalar_subquery())).values(**claimed)
+                          .returning(keys.c.id))
+        stmts["stock"] = stock.returning(skus.c.stock, skus.c.low_stock_threshold)
+    _CLAIMS[dialect] = stmts
+    return stmts
+
+
+_CLAIMS: dict[str, dict] = {}
+
+
+def _mark_changed(db) -> None:
+    """A request's session commits at the end of the request only if it
+    knows it wrote: Core statements run on its connection do not tell it
+    (ORM ones do), so say so."""
+    request = db.info.get("request")
+    if request is not None:
+        zope.sqlalchemy.mark_changed(db, transaction_manager=request.tm)
+
+
 def reserve(db, sku_id: int, quantity: int, order_ref: str, until: dt.datetime) -> list[int]:
     """Reserve ``quantity`` distinct available keys of a SKU for an order, or
-    raise :class:`OutOfStock` having reserved none (a savepoint undoes a
-    partial claim)."""
+    raise :class:`OutOfStock` having reserved none.
+
+    Two statements in the caller's transaction on SQLite and PostgreSQL (the
+    claim, and the stock counter that also reads back the threshold), four on
+    MariaDB. No savepoint: a claim that got fewer keys than wanted hands them
+    back before raising (on SQLite the write lock, on the others the row locks
+    the claim took, keep anyone else from touching them meanwhile).
+    """
     if quantity < 1:
         raise ValueError("quantity must be at least 1")
-    dialect = db.get_bind().dialect.name
-    pick = (select(CardKey.id).where(CardKey.sku_id == sku_id, CardKey.state == AVAILABLE)
-            .order_by(CardKey.id).limit(quantity))
-    values = {"state": RESERVED, "order_ref": order_ref, "reserved_until": until}
-    with db.begin_nested():  # all or nothing, even if the caller goes on after OutOfStock
-        if dialect in ("mysql", "mariadb"):
-            ids = list(db.scalars(pick.with_for_update(skip_locked=True)))
-            if len(ids) < quantity:
-                raise OutOfStock(sku_id, quantity, len(ids))
-            db.execute(update(CardKey).where(CardKey.id.in_(ids)).values(**values)
-                       .execution_options(synchronize_session=False))
-        else:
-            if dialect == "postgresql":
-                pick = pick.with_for_update(skip_locked=True)
-            ids = list(db.scalars(update(CardKey).where(CardKey.id.in_(pick.scalar_subquery())).values(**values)
-                                  .returning(CardKey.id).execution_options(synchronize_session=False)))
-            if len(ids) < quantity:
-                raise OutOfStock(sku_id, quantity, len(ids))
-        db.execute(update(Sku).where(Sku.id == sku_id).values(stock=Sku.stock - quantity)
-                   .execution_options(synchronize_session=False))
-    _check_low_stock(db, sku_id, quantity)
+    if db.autoflush:
+        db.flush()  # what the caller changed goes first, as an ORM statement would autoflush it
+    conn = db.connection()
+    _mark_changed(db)
+    stmts = _claim_statements(conn.dialect.name)
+    params = {"c_sku": sku_id, "c_quantity": quantity, "c_ref": order_ref, "c_until": until}
+    if "pick" in stmts:  # MariaDB
+        ids = list(conn.execute(stmts["pick"], params).scalars())
+        if len(ids) < quantity:
+            raise OutOfStock(sku_id, quantity, len(ids))  # nothing written; the row locks end with the transaction
+        conn.execute(stmts["claim"], {**params, "c_ids": ids})
+        conn.execute(stmts["stock"], params)
+        stock, threshold = conn.execute(stmts["threshold"], params).one()
+    else:
+        ids = list(conn.execute(stmts["claim"], params).scalars())
+        if len(ids) < quantity:
+            if ids:
+                conn.execute(stmts["unclaim"], {"c_ids": ids, "c_ref": order_ref})
+            raise OutOfStock(sku_id, quantity, len(ids))
+        stock, threshold = conn.execute(stmts["stock"], params).one()
+    if threshold > 0 and stock is not None and stock <= threshold < stock + quantity:
+        _emit_low_stock(db, sku_id)
     return sorted(ids)
 
 
 def _check_low_stock(db, sku_id: int, taken: int) -> None:
     """Tell the notification plugins once, when stock falls to or below
     the SKU's threshold (``stock.low``); again only after it rose above."""
+    stock, threshold = db.execute(select(Sku.stock, Sku.low_stock_threshold).where(Sku.id == sku_id)).one()
+    if threshold > 0 and stock is not None and stock <= threshold < stock + taken:
+        _emit_low_stock(db, sku_id)
+
+
+def _emit_low_stock(db, sku_id: int) -> None:
     from kameng.notifications import emit
 
     stock, threshold, code, name = db.execute(
         select(Sku.stock, Sku.low_stock_threshold, Sku.code, Sku.name).where(Sku.id == sku_id)).one()
-    if threshold > 0 and stock is not None and stock <= threshold < stock + taken:
-        emit(db, "stock.low", {"sku": code, "name": name, "available": stock, "threshold": threshold})
+    emit(db, "stock.low", {"sku": code, "name": name, "available": stock, "threshold": threshold})
 
 
 def _release_where(db, condition) -> int:
