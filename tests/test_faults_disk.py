@@ -143,8 +143,9 @@ def test_admin_api_import_on_a_full_disk_fails_cleanly_and_keeps_the_stock(shop)
     finally:
         shop.cap.clear()
         shop.registry["kameng.engine"].dispose()
-    assert resp.status_int >= 500 and resp.content_type == "application/json", resp.text
-    assert resp.json["error"]["code"] and "SECRET-" not in resp.text and "INSERT" not in resp.text
+    assert resp.status_int == 503 and resp.content_type == "application/json", resp.text
+    assert resp.json["error"]["code"] == "import_stopped" and "Import the same file again" in resp.json["error"]["message"]
+    assert "SECRET-" not in resp.text and "INSERT" not in resp.text
     assert stock_rows(shop)[:len(before)] == before
     imported = sum(check_consistent(shop).values())
     # the same upload once there is room: what is missing is imported, nothing twice
@@ -152,3 +153,27 @@ def test_admin_api_import_on_a_full_disk_fails_cleanly_and_keeps_the_stock(shop)
     assert resp.json["imported"] + resp.json["duplicates"] == API_KEYS
     assert sum(check_consistent(shop).values()) == imported + resp.json["imported"]
     assert stock_rows(shop)[:len(before)] == before
+
+
+def test_admin_form_import_on_a_full_disk_says_so_and_keeps_the_stock(shop):
+    from kameng.testing import login
+
+    admin = webtest.TestApp(shop, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    login(admin, "keys-admin@example.com", "admin-password-123")
+    page = admin.get("/admin/skus/DISK/stock")
+    before = stock_rows(shop)
+    form = page.forms["import-form"]
+    form["keys"] = "".join(f"FORM-{i:04d}----SECRET-{i:04d}\n" for i in range(API_KEYS))
+    form["separator"] = "dashes"
+    shop.cap["pages"] = 10
+    shop.registry["kameng.engine"].dispose()  # new connections: capped
+    try:
+        resp = form.submit("action", value="import", status=503)
+    finally:
+        shop.cap.clear()
+        shop.registry["kameng.engine"].dispose()
+    message = resp.html.select_one("#import-error").get_text(" ", strip=True)
+    assert "could not store more keys" in message and "Import the same file again" in message
+    assert "INSERT" not in resp.text and "Traceback" not in resp.text
+    assert stock_rows(shop)[:len(before)] == before
+    check_consistent(shop)

@@ -15,6 +15,7 @@ shows an import's progress while its POST is in flight.
 from __future__ import annotations
 
 import csv
+import logging
 import io
 import json
 import math
@@ -25,6 +26,7 @@ from pyramid.renderers import get_renderer
 from pyramid.response import Response
 from pyramid.view import view_config, view_defaults
 from sqlalchemy import case, func, or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from kameng import audit, money
@@ -65,6 +67,8 @@ FIRST_SKU_FIELDS = ("code", "name", "price", "cost_price", "min_quantity", "max_
 
 RECHARGE_EXAMPLE = ('[{"name": "phone", "label": "手机号", "kind": "mobile_cn"}, '
                     '{"name": "server", "label": "区服", "kind": "choice", "choices": ["电信一区", "网通一区"]}]')
+
+log = logging.getLogger(__name__)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -638,10 +642,16 @@ class CatalogViews:
             engine = request.registry["kameng.write_engine"]
             report = inventory.import_keys(lambda: factory(bind=engine), keyring, sku_id, lines, separator,
                                            source=source, actor=actor, total=total)
+        except OperationalError:  # whole chunks only: what was saved stays, nothing half-written
+            log.warning("keys_import_stopped", extra={"sku": sku_id})
+            report = None
         finally:
             request.tm.begin()
         self.db = request.db
         sku = self.db.get(Sku, sku_id)
+        if report is None:
+            request.response.status = 503
+            return self._stock_page(sku, form=form, import_error=inventory.IMPORT_STOPPED)
         audit.record(self.db, actor, "keys.import", sku.code, batch=report.batch_id, source=source,
                      lines=report.lines, imported=report.imported, duplicates=report.duplicates,
                      invalid=report.invalid)

@@ -15,6 +15,7 @@ import re
 
 from pyramid.view import view_config
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from kameng import audit, money
@@ -279,7 +280,7 @@ def _product_list(request, admin: bool):
         if not re.fullmatch(r"\d{1,9}", category):
             raise APIError(400, "invalid_request", _("category must be a category id"), field="category")
         stmt = stmt.where(Product.category_id.in_(_subtree(cats, int(category))))
-    q = request.GET.get("q", "").strip()[:MAX_QUERY]
+    q = request.GET.get("q", "").replace("\x00", "").strip()[:MAX_QUERY]  # PostgreSQL refuses NUL in text
     if q:
         pattern = _like(q)
         stmt = stmt.where(or_(Product.name.ilike(pattern, escape=_LIKE_ESCAPE),
@@ -408,7 +409,9 @@ def admin_delete_product(request):
 
 
 def _admin_sku(request) -> Sku:
-    sku = request.db.scalar(select(Sku).where(Sku.code == request.matchdict["code"][:64]))
+    code = request.matchdict["code"]
+    # a code no SKU can have is not looked up (PostgreSQL refuses NUL in text)
+    sku = request.db.scalar(select(Sku).where(Sku.code == code)) if service.CODE.match(code) else None
     if sku is None:
         raise APIError(404, "not_found", _("No such SKU."))
     return sku
@@ -462,6 +465,8 @@ def _key_lines(request) -> tuple[list[str] | io.StringIO, int, str | None, str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise APIError(400, "invalid_request", _("The body is not UTF-8 text.")) from None
+    if "\x00" in text:  # a binary file, or text sent as UTF-16: nothing of it is imported
+        raise APIError(400, "invalid_request", _("The body is not text: it contains NUL bytes. Send UTF-8 text."))
     source = request.GET.get("source", "").strip()[:255] or "api"
     if is_json:
         try:
@@ -499,9 +504,12 @@ def admin_import_keys(request):
     # SQLite holds the write lock they need.
     request.tm.commit()
     request.tm.begin()
-    report = inventory.import_keys(lambda: Session(request.registry["kameng.write_engine"]),
-                                   request.registry["kameng.keyring"], sku_id, lines, separator=separator,
-                                   source=source, actor=actor, total=total)
+    try:
+        report = inventory.import_keys(lambda: Session(request.registry["kameng.write_engine"]),
+                                       request.registry["kameng.keyring"], sku_id, lines, separator=separator,
+                                       source=source, actor=actor, total=total)
+    except OperationalError:  # whole chunks only: what was saved stays
+        raise APIError(503, "import_stopped", inventory.IMPORT_STOPPED) from None
     audit.record(request.db, actor, "keys.import", f"sku:{code}", import_id=report.batch_id, lines=report.lines,
                  imported=report.imported, duplicates=report.duplicates, invalid=report.invalid)
     return {"imported": report.imported, "skipped": report.skipped, "duplicates": report.duplicates,

@@ -20,6 +20,7 @@ from sqlalchemy import Integer, and_, bindparam, func, select, update
 
 from kameng.catalog.models import Product, Sku
 from kameng.db import utcnow
+from kameng.i18n import _
 from kameng.inventory.models import AVAILABLE, RESERVED, SOLD, STATES, VOID, CardKey, KeyImport
 
 MAX_SECRET = 500
@@ -459,3 +460,9 @@ def counts(db, sku_id: int) -> dict:
 
 def release_expired_job(request, payload) -> None:
     release_expired(request.db)
+
+
+#: an import that the database stopped part-way (a full disk, a lost connection)
+IMPORT_STOPPED = _("The import stopped: the database could not store more keys (is the disk full?). The keys "
+                   "saved before it stopped are kept. Import the same file again to add the rest: keys already "
+                   "in stock are skipped.")
