@@ -5,6 +5,8 @@ import re
 from decimal import Decimal, InvalidOperation
 
 DIGITS = {"JPY": 0, "KRW": 0, "USDT": 2}
+#: the largest amount in minor units that every supported database's INTEGER column holds
+MAX_MINOR = 2 ** 31 - 1
 # ASCII digits only: \d would take "1.0０" (a full-width zero), and Decimal reads it
 # (fullmatch: "$" would let a trailing newline through)
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,14})(\.[0-9]+)?")

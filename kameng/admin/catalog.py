@@ -588,7 +588,7 @@ class CatalogViews:
         post = self.request.POST
         upload = post.get("file")
         if getattr(upload, "filename", None):
-            filename = re.split(r"[\\/]", upload.filename)[-1]
+            filename = re.split(r"[\\/]", upload.filename)[-1].replace("\x00", "")  # stored: no NUL for PostgreSQL
             if not filename.lower().endswith(UPLOAD_SUFFIXES):
                 raise CatalogError("file", _("Choose a .txt or .csv file."))
             raw = upload.file.read(MAX_UPLOAD + 1)

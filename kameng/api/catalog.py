@@ -467,7 +467,8 @@ def _key_lines(request) -> tuple[list[str] | io.StringIO, int, str | None, str]:
         raise APIError(400, "invalid_request", _("The body is not UTF-8 text.")) from None
     if "\x00" in text:  # a binary file, or text sent as UTF-16: nothing of it is imported
         raise APIError(400, "invalid_request", _("The body is not text: it contains NUL bytes. Send UTF-8 text."))
-    source = request.GET.get("source", "").strip()[:255] or "api"
+    # the source is stored: PostgreSQL refuses NUL in text
+    source = request.GET.get("source", "").replace("\x00", "").strip()[:255] or "api"
     if is_json:
         try:
             body = json.loads(text or "{}")
@@ -479,8 +480,8 @@ def _key_lines(request) -> tuple[list[str] | io.StringIO, int, str | None, str]:
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise APIError(422, "invalid_request", _("keys must be a list of text"), field="keys")
         separator = _separator(body["separator"] if "separator" in body else request.GET.get("separator"))
-        if isinstance(body.get("source"), str) and body["source"].strip():
-            source = body["source"].strip()[:255]
+        if isinstance(body.get("source"), str) and body["source"].replace("\x00", "").strip():
+            source = body["source"].replace("\x00", "").strip()[:255]
         # one key per entry: an entry spanning lines is not a key (NUL makes the parser count it invalid)
         lines = [k if "\n" not in k and "\r" not in k else "\x00" for k in keys]
         return lines, sum(1 for k in lines if k.strip()), separator, source

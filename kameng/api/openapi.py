@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import kameng
 from kameng.dock.openapi import dock_paths
+from kameng.media.openapi import media_paths
 
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message"],
@@ -217,6 +218,8 @@ def catalog_paths() -> dict:
                           "400": _err("not UTF-8, or not JSON"), "404": _err("no such SKU"),
                           "409": _err("not a card-key product (wrong_product_type)"),
                           "413": _err("over 20 MB"), "415": _err("neither text nor JSON"),
+                          "503": _err("import_stopped: the database could not store more keys (a full disk); the "
+                                      "keys saved before are kept, send the same keys again to add the rest"),
                           "422": _err("keys or separator invalid"), **denied}}},
         "/api/v1/admin/skus/{code}/stock": {"get": {
             "summary": "Card keys by state", "security": admin, "parameters": [sku_code], "responses": {
@@ -377,6 +380,9 @@ def order_paths() -> dict:
                "description": "the order's access_token (also accepted as the X-Order-Token header)"},
               {"name": "X-Order-Token", "in": "header", "schema": {"type": "string"}}]
     not_found = _err("no order with this number, or a wrong or missing password or token (the same answer)")
+    # a query password is checked on every route that takes one: each may answer 429
+    lookup_limited = _codes(("rate_limited", "too many lookups from this address, or too many wrong query passwords "
+                                             "for this order (its lookup is locked for a while; Retry-After)"))
     page = [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000000}},
             {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}]
     return {
@@ -396,7 +402,9 @@ def order_paths() -> dict:
                               ("coupon_unavailable", "the coupon cannot be used (coupons plugin)"),
                               ("idempotency_conflict", "the Idempotency-Key was used for another order"),
                               ("insufficient_balance", "payment_method balance: the balance is too low")),
-                "422": _codes(("invalid_quantity", "not a whole number, or outside the SKU's limits"),
+                "422": _codes(("invalid_quantity", "not a whole number, outside the SKU's limits, or more than "
+                                                   "one order's amount can hold (max_quantity says how many)"),
+                              ("invalid_amount", "the discounts leave nothing to pay"),
                               ("invalid_recharge_account", "a recharge field is missing or wrong (field names it)"),
                               ("payment_method_unavailable", "the method is not enabled, or balance for a guest"),
                               ("invalid_contact", "neither an email address nor a phone number"),
@@ -409,7 +417,7 @@ def order_paths() -> dict:
             "summary": "An order, for its buyer (password, token, or the owner's session or token)",
             "security": optional_auth, "parameters": [order_no, *access],
             "responses": {"200": _json("the order; keys once delivered", _ref("Order")), "404": not_found,
-                          "429": _codes(("rate_limited", "too many lookups from this address"))}}},
+                          "429": lookup_limited}}},
         "/api/v1/orders/{order_no}/pay": {"post": {
             "summary": "Pay a pending order (again), maybe with another method", "security": optional_auth,
             "parameters": [order_no, *access],
@@ -423,11 +431,13 @@ def order_paths() -> dict:
                                         ("insufficient_balance", "the balance is too low")),
                           "422": _codes(("payment_method_unavailable", "the method or channel is not available"),
                                         ("invalid_request", "a field has the wrong type")),
+                          "429": lookup_limited,
                           "502": _codes(("gateway_unavailable", "the payment provider refused or did not answer"))}}},
         "/api/v1/orders/{order_no}/cancel": {"post": {
             "summary": "Cancel an unpaid order", "security": optional_auth, "parameters": [order_no, *access],
             "responses": {"200": _json("the cancelled order", _ref("Order")), "404": not_found,
-                          "409": _codes(("illegal_transition", "the order is not pending"))}}},
+                          "409": _codes(("illegal_transition", "the order is not pending")),
+                          "429": lookup_limited}}},
         "/api/v1/admin/orders": {"get": {
             "summary": "Orders, newest first, filtered and paged", "security": admin,
             "parameters": [
@@ -534,6 +544,7 @@ def document(request) -> dict:
             **catalog_paths(),
             **order_paths(),
             **dock_paths(),
+            **media_paths(),
         },
         "components": {
             "schemas": {"Error": ERROR, "Plugin": PLUGIN, **CATALOG_SCHEMAS, **ORDER_SCHEMAS},

@@ -15,8 +15,10 @@ from kameng.i18n import _
 from kameng.inventory.models import CardKey
 
 CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
-URL = re.compile(r"^(https?://[^\s\"'<>]{1,490}|/[^\s\"'<>]{0,490})\Z")
+URL = re.compile(r"^(https?://[^\s\"'<>\x00-\x1f\x7f]{1,490}|/[^\s\"'<>\x00-\x1f\x7f]{0,490})\Z")
 MAX_QUANTITY = 10000
+#: the highest price (minor units): an order of a few units still fits the database's INTEGER columns
+MAX_PRICE = 10 ** 9
 ALLOWED_TAGS = {"p", "br", "b", "strong", "i", "em", "u", "s", "ul", "ol", "li", "h3", "h4", "blockquote",
                 "code", "pre", "a", "img", "span", "table", "thead", "tbody", "tr", "th", "td", "hr"}
 
@@ -45,7 +47,7 @@ def _text(data: dict, name: str, max_len: int, required=False, default=None):
     value = data[name]
     if not isinstance(value, str):
         raise CatalogError(name, _("must be text"))
-    value = value.strip()
+    value = value.replace("\x00", "").strip()  # PostgreSQL refuses NUL in text
     if required and not value:
         raise CatalogError(name, _("is required"))
     if len(value) > max_len:
@@ -88,9 +90,13 @@ def _money(data: dict, name: str, currency: str, default=None, required=False):
     if not isinstance(value, str):
         raise CatalogError(name, _('must be a decimal string like "12.50"'))
     try:
-        return money.parse_minor(value.strip(), currency)
+        minor = money.parse_minor(value.strip(), currency)
     except money.MoneyError:
         raise CatalogError(name, _('must be a decimal string like "12.50"')) from None
+    if minor > MAX_PRICE:
+        raise CatalogError(name, _("must be between ${lo} and ${hi}", mapping={
+            "lo": money.format_minor(0, currency), "hi": money.format_minor(MAX_PRICE, currency)}))
+    return minor
 
 
 # -- categories -----------------------------------------------------------------------

@@ -76,6 +76,8 @@ REFUSED = {
                   ("invalid_signature", "the signature does not match"),
                   ("nonce_reused", "the nonce was seen already")),
     "403": _codes(("ip_not_allowed", "the key's IP allow-list does not hold the caller's address")),
+    "429": _codes(("rate_limited", "too many refused requests from this address or with this key: wait until "
+                                   "the minute ends (Retry-After)")),
 }
 
 
@@ -138,6 +140,7 @@ def dock_paths() -> dict:
                                                         {"type": "array", "items": {"type": "string"}}],
                                               "description": "IP addresses or CIDR ranges; empty: any"}}}}}},
                      "responses": {"201": _json("the key and its secret", DOCK_KEY),
+                                   "400": _codes(("invalid_request", "the body is not a JSON object")),
                                    "404": _err("no such account"),
                                    "409": _codes(("too_many_keys", "the account has 20 active keys")),
                                    "422": _codes(("invalid_request", "a bad name or allow-list, or an admin account")),

@@ -157,8 +157,10 @@ def check_callback_url(value) -> str | None:
         raise _invalid(_("callback_url must be a URL of at most 1000 characters."), "callback_url",
                        code="invalid_callback_url")
     try:
+        if any(c < " " or c == "\x7f" for c in value):  # never in a URL; NUL would be a 500 on PostgreSQL
+            raise ValueError("a control character")
         httpclient.check_url(value)
-    except httpclient.HttpError:
+    except (httpclient.HttpError, ValueError):
         raise _invalid(_("callback_url must be a public https:// URL."), "callback_url",
                        code="invalid_callback_url") from None
     return value
