@@ -198,10 +198,10 @@ def main() -> int:
     try:
         if args.db and args.reset:
             from kameng.db import make_engine
-            from kameng.testing import drop_everything
+            from kameng.db import drop_all_tables
 
             engine = make_engine(args.db)
-            drop_everything(engine)
+            drop_all_tables(engine)
             engine.dispose()
         ini = init_shop(kameng, tmp, port, db=args.db, poll_interval=args.poll_interval)
         keys = args.orders * args.quantity + 10

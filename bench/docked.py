@@ -51,7 +51,8 @@ def make_shop(folder, name, url_db=None):
     from kameng.config import configure
     from kameng.crypto import new_key_line
     from kameng.migrate import upgrade
-    from kameng.testing import LiveServer, drop_everything, free_port
+    from kameng.db import drop_all_tables
+    from kameng.testing import LiveServer, free_port
 
     port = free_port()
     key_file = os.path.join(folder, f"{name}.key")
@@ -65,7 +66,7 @@ def make_shop(folder, name, url_db=None):
                 "kameng.suppliers.delay_scale": "0.1"}
     config = configure(settings)
     if url_db:
-        drop_everything(config.registry["kameng.engine"])
+        drop_all_tables(config.registry["kameng.engine"])
     upgrade(config.registry["kameng.engine"], config.registry["kameng.plugins"])
     app = config.make_wsgi_app()
     server = LiveServer(app, port).start()

@@ -33,12 +33,11 @@ def main() -> int:
     url = args.db or f"sqlite:///{tmp}/bench.sqlite"
     from kameng import jobs
     from kameng.config import configure
-    from kameng.db import make_engine
+    from kameng.db import drop_all_tables, make_engine
     from kameng.migrate import upgrade
-    from kameng.testing import drop_everything
 
     engine = make_engine(url)
-    drop_everything(engine)
+    drop_all_tables(engine)
     engine.dispose()
     registry = configure({"sqlalchemy.url": url, "kameng.key_file": key, "kameng.session_secret": "b" * 40}).registry
     upgrade(registry["kameng.engine"], registry["kameng.plugins"])

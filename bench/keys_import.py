@@ -43,23 +43,6 @@ def current_rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
-def drop_tables(engine) -> None:
-    """Drop every table of ``--db`` (kameng.testing.drop_everything without
-    its pytest import: the bench runs from a plain ``pip install -e .``)."""
-    from sqlalchemy import MetaData
-
-    meta = MetaData()
-    meta.reflect(engine)
-    with engine.begin() as conn:
-        if engine.dialect.name in ("mysql", "mariadb"):
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
-            for table in meta.sorted_tables:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS `{table.name}`")
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
-        else:
-            meta.drop_all(conn)
-
-
 def generate(path: str, n: int, pairs: bool) -> None:
     """n distinct random 16-character secrets (base32 of 10 random bytes),
     optionally as ``number,secret`` with a CSV header."""
@@ -122,7 +105,7 @@ def main() -> int:
     from kameng.catalog.models import Product, Sku
     from kameng.config import configure
     from kameng.crypto import write_key_file
-    from kameng.db import make_engine
+    from kameng.db import drop_all_tables, make_engine
     from kameng.inventory import service as inventory
     from kameng.migrate import upgrade
 
@@ -132,7 +115,7 @@ def main() -> int:
     write_key_file(key_file)
 
     engine = make_engine(url)
-    drop_tables(engine)
+    drop_all_tables(engine)
     engine.dispose()
     registry = configure({"sqlalchemy.url": url, "kameng.key_file": key_file,
                           "kameng.session_secret": "b" * 40}).registry

@@ -46,23 +46,6 @@ def cpu_s(who=resource.RUSAGE_SELF) -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def drop_tables(engine) -> None:
-    """Drop every table of ``--db`` (kameng.testing.drop_everything without
-    its pytest import: the bench runs from a plain ``pip install -e .``)."""
-    from sqlalchemy import MetaData
-
-    meta = MetaData()
-    meta.reflect(engine)
-    with engine.begin() as conn:
-        if engine.dialect.name in ("mysql", "mariadb"):
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
-            for table in meta.sorted_tables:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS `{table.name}`")
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
-        else:
-            meta.drop_all(conn)
-
-
 def worker_loop(write_engine, sku_id: int, name: str, start: threading.Event | None = None, profile: bool = False):
     """Reserve one key per transaction until stock is out: (latencies, ids, profile text)."""
     from kameng.inventory.service import OutOfStock, reserve
@@ -231,12 +214,12 @@ def main() -> int:
 
     from kameng.config import configure
     from kameng.crypto import write_key_file
-    from kameng.db import make_engine
+    from kameng.db import drop_all_tables, make_engine
     from kameng.migrate import upgrade
 
     write_key_file(key_file)
     engine = make_engine(url)
-    drop_tables(engine)
+    drop_all_tables(engine)
     engine.dispose()
     # enough pooled connections for every worker thread (the default pool holds 5 + 10 overflow)
     pool = {"pool_size": max(counts) + 2, "max_overflow": 0}

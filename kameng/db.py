@@ -164,6 +164,23 @@ def engine_from_settings(settings: dict) -> Engine:
     return make_engine(url)
 
 
+def drop_all_tables(engine: Engine) -> None:
+    """Drop every table of the database (a clean slate for tests and benches
+    on a server database of their own; never point it at a shop)."""
+    from sqlalchemy import MetaData
+
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name in ("mysql", "mariadb"):
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+            for table in meta.sorted_tables:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS `{table.name}`")
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+        else:
+            meta.drop_all(conn)
+
+
 def write_bind(engine: Engine) -> Engine:
     """The same engine whose transactions take SQLite's write lock at BEGIN."""
     return engine.execution_options(kameng_write=True)

@@ -18,9 +18,10 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData
 
 from kameng.crypto import new_key_line
+from kameng.db import drop_all_tables
 
 SESSION_SECRET = "test-session-secret-" + "x" * 32
 ADMIN_EMAIL = "admin@example.com"
@@ -29,20 +30,6 @@ ADMIN_PASSWORD = "admin-password-1"
 
 def test_database_url(tmp_dir: str) -> str:
     return os.environ.get("KAMENG_TEST_DATABASE_URL") or f"sqlite:///{os.path.join(tmp_dir, 'kameng-test.sqlite')}"
-
-
-def drop_everything(engine) -> None:
-    """Drop every table (a clean slate on a shared server database)."""
-    meta = MetaData()
-    meta.reflect(engine)
-    with engine.begin() as conn:
-        if engine.dialect.name in ("mysql", "mariadb"):
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
-            for table in meta.sorted_tables:
-                conn.execute(text(f"DROP TABLE IF EXISTS `{table.name}`"))
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
-        else:
-            meta.drop_all(conn)
 
 
 def empty_tables(engine, keep_prefix="alembic_version") -> None:
@@ -109,7 +96,7 @@ def _fresh_database(base_settings):
     from kameng.db import make_engine
 
     engine = make_engine(base_settings["sqlalchemy.url"])
-    drop_everything(engine)
+    drop_all_tables(engine)
     engine.dispose()
     return True
 
