@@ -139,7 +139,8 @@ def test_admin_api_import_on_a_full_disk_fails_cleanly_and_keeps_the_stock(shop)
     shop.cap["pages"] = 10
     shop.registry["kameng.engine"].dispose()  # new connections: capped
     try:
-        resp = api.post("/api/v1/admin/skus/DISK/keys?separator=----", body, headers=auth, expect_errors=True)
+        resp = api.post("/api/v1/admin/skus/DISK/keys?separator=----&_LOCALE_=en", body, headers=auth,
+                        expect_errors=True)
     finally:
         shop.cap.clear()
         shop.registry["kameng.engine"].dispose()
@@ -159,6 +160,7 @@ def test_admin_form_import_on_a_full_disk_says_so_and_keeps_the_stock(shop):
     from kameng.testing import login
 
     admin = webtest.TestApp(shop, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    admin.set_cookie("_LOCALE_", "en")  # the shop kameng init made speaks Chinese by default
     login(admin, "keys-admin@example.com", "admin-password-123")
     page = admin.get("/admin/skus/DISK/stock")
     before = stock_rows(shop)
