@@ -244,13 +244,19 @@ def create_user(request):
     return user_json(request, user, 0)
 
 
-@view_config(route_name="api.admin.user.balance", request_method="POST", renderer="json", permission="admin",
-             require_csrf=False, decorator=api_csrf)
-def adjust_user_balance(request):
+def matched_user(request) -> User:
+    """The account named by the route's ``{id}``, or the API's 404."""
     raw = request.matchdict["id"]
     user = request.db.get(User, int(raw)) if _ID.match(raw) else None
     if user is None:
         raise APIError(404, "not_found", _("No such account."))
+    return user
+
+
+@view_config(route_name="api.admin.user.balance", request_method="POST", renderer="json", permission="admin",
+             require_csrf=False, decorator=api_csrf)
+def adjust_user_balance(request):
+    user = matched_user(request)
     body = json_body(request)
     entry = adjust_balance(request, user, body.get("amount"), body.get("reason"))
     cur = request.shop["currency"]

@@ -4,32 +4,20 @@
 answer only."""
 from __future__ import annotations
 
-import re
 
 from pyramid.view import view_config
 
-from kameng.accounts import User
 from kameng.api import api_csrf, json_body
+from kameng.api.admin_orders import matched_user
 from kameng.dock import manage
 from kameng.dock.models import find_key, keys_of_user
 from kameng.errors import APIError
 from kameng.i18n import _
 
-_ID = re.compile(r"[1-9][0-9]{0,8}")
-
-
-def _user(request) -> User:
-    raw = request.matchdict["id"]
-    user = request.db.get(User, int(raw)) if _ID.fullmatch(raw) else None
-    if user is None:
-        raise APIError(404, "not_found", _("No such account."))
-    return user
-
-
 @view_config(route_name="api.admin.user.dock_keys", request_method="GET", renderer="json", permission="admin",
              require_csrf=False)
 def list_keys(request):
-    user = _user(request)
+    user = matched_user(request)
     request.response.headers["Cache-Control"] = "no-store"
     return {"items": [manage.key_json(k) for k in keys_of_user(request.db, user.id)]}
 
@@ -37,7 +25,7 @@ def list_keys(request):
 @view_config(route_name="api.admin.user.dock_keys", request_method="POST", renderer="json", permission="admin",
              require_csrf=False, decorator=api_csrf)
 def create_key(request):
-    user = _user(request)
+    user = matched_user(request)
     body = json_body(request) if request.body else {}
     key, secret = manage.issue(request, user, body.get("name"), body.get("ip_allowlist"))
     request.response.status = 201
