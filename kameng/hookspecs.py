@@ -162,7 +162,10 @@ def kameng_order_created(request, order):
 
 @hookspec
 def kameng_order_paid(request, order, payment):
-    """Called in transaction, once, when an order becomes paid.
+    """Called in transaction, once, when an order becomes paid, before it
+    is delivered (card keys from own stock are delivered right after, in the
+    same transaction). Setting ``order.held`` to a reason here holds the
+    order for review instead.
 
     .. versionadded:: 0.1
     """

@@ -72,6 +72,7 @@ def shop(oregistry):
     yield make_sku(oregistry, "CARD10", price="10.00", keys=5)[1]
     plug.ADJUSTMENTS.clear()
     plug.QUERY_ANSWERS.clear()
+    plug.HOLD_ON_PAID.clear()
 
 
 def create(api, expect=201, headers=None, **body):
@@ -435,6 +436,18 @@ def test_paid_order_is_delivered_once_with_its_keys(api, oregistry, shop):
     assert count(oregistry, jobs.Job, jobs.Job.kind == service.DELIVER) == 0
     assert assert_trail(oregistry, no) == [("pending", "paid", "gateway:sandbox", ""),
                                            ("paid", "delivered", "system", "Card keys delivered")]
+
+
+def test_a_plugin_can_hold_a_paid_order_for_review_before_it_is_delivered(api, oregistry, shop):
+    plug.HOLD_ON_PAID.append("risk: new buyer")
+    resp = create(api)
+    no = resp.json["order_no"]
+    assert pay(api, resp).text == "success"
+    order = load_order(oregistry, no)
+    assert order.status == "paid" and order.held == "risk: new buyer"
+    assert sold_keys(oregistry, no) == [] and key_counts(oregistry, shop)["reserved"] == 1
+    run_jobs(oregistry)  # the delivery job sees the hold and waits
+    assert load_order(oregistry, no).status == "paid" and plug.CALLS == [("paid", no)]
 
 
 def test_a_failed_payment_leaves_the_order_pending_and_payable(api, oregistry, shop):

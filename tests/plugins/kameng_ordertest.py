@@ -16,6 +16,8 @@ ADJUSTMENTS = []
 QUERY_ANSWERS = {}
 #: (hook, order_no) for every lifecycle hook call
 CALLS = []
+#: when set, kameng_order_paid holds the order for review with this reason
+HOLD_ON_PAID = []
 
 
 @hookimpl
@@ -26,6 +28,8 @@ def kameng_price_adjustments(request, quote):
 @hookimpl
 def kameng_order_paid(request, order, payment):
     CALLS.append(("paid", order.order_no))
+    if HOLD_ON_PAID:
+        order.held = HOLD_ON_PAID[0]
 
 
 @hookimpl
