@@ -29,6 +29,18 @@ class User(Base):
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: a second sign-in name: digits with an optional leading +, unique
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True, nullable=True)
+    #: the member level's code (:class:`kameng.levels.MemberLevel`), None: no level
+    level: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: True once an admin chose the level by hand: the rules leave it alone
+    level_manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the agent tier whose SKU prices this account pays (agents), None: none
+    tier: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: an application to become an agent: "" (none), applied, approved, rejected
+    agent_status: Mapped[str] = mapped_column(String(16), default="")
+    #: the applicant's note, or the admin's reason for a rejection
+    agent_note: Mapped[str] = mapped_column(String(500), default="")
 
     def set_password(self, password: str) -> None:
         self.password_hash = passwords.hash_password(password)
@@ -52,6 +64,21 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PasswordReset(Base):
+    """A password-reset link: only the token's SHA-256 is stored; usable
+    once, until ``expires_at``."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ip: Mapped[str] = mapped_column(String(64), default="")
 
 
 class AccountError(Exception):

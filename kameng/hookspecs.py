@@ -149,6 +149,20 @@ def kameng_adjustments_released(request, order):
     """
 
 
+# --- accounts --------------------------------------------------------------------------
+
+
+@hookspec
+def kameng_user_registered(request, user):
+    """Called in transaction once a buyer registered (the storefront form
+    or the API), after the account row is written: bind a referrer, give
+    a welcome coupon. Raise :class:`kameng.errors.APIError` to refuse the
+    registration (nothing is written).
+
+    .. versionadded:: 0.1
+    """
+
+
 # --- order lifecycle -------------------------------------------------------------------
 
 
@@ -221,6 +235,24 @@ def kameng_risk_check_payment(request, order, gateway_id):
     """
 
 
+@hookspec
+def kameng_risk_check(request, action, subject):
+    """Return a :class:`kameng.types.RiskVerdict` (or ``None``) before the
+    core does ``action`` for a client: ``login``, ``register``,
+    ``lookup`` (a guest order lookup or an order page opened with a query
+    password), ``password_reset`` or ``coupon`` (an order names a coupon
+    code). ``subject`` is a dict of what the action is about: ``ip``
+    always, and where known ``email``, ``phone``, ``contact``,
+    ``user_id``, ``order_no``, ``coupon``. Verdicts are folded like
+    ``kameng_risk_check_order``; a ``deny`` is refused by
+    :func:`kameng.risk.refusal` (429 ``rate_limited``, 403 ``blocked`` …)
+    before anything is written. Must not write to the request's
+    transaction: a refused request is rolled back.
+
+    .. versionadded:: 0.1
+    """
+
+
 # --- notifications ---------------------------------------------------------------------
 
 
@@ -261,8 +293,12 @@ def kameng_admin_dashboard_widgets(request):
 def kameng_storefront_blocks(request, slot):
     """Return a list of :class:`kameng.types.StorefrontBlock` for ``slot``
     (``home.top``, ``home.bottom``, ``category.top``, ``product.top``,
-    ``product.bottom``, ``footer``),
-    or ``None``. Called while the storefront page renders.
+    ``product.bottom``, ``footer``, ``account.top``), or ``None``. Called
+    while the storefront page renders. The ``form.*`` slots (``form.order``,
+    ``form.login``, ``form.register``, ``form.lookup``,
+    ``form.password_reset``) are rendered inside those forms, before the
+    submit button: inputs placed there (a captcha, a referral code) are
+    posted with the form and read by the plugin's risk or account hooks.
 
     .. versionadded:: 0.1
     """

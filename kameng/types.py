@@ -207,12 +207,21 @@ class RefundResult:
 
 @dataclass(frozen=True)
 class RiskVerdict:
-    """An anti-fraud answer: ``action`` is ``allow``, ``review`` or ``deny``."""
+    """An anti-fraud answer: ``action`` is ``allow``, ``review`` or ``deny``.
+
+    A ``deny`` is answered with ``code`` (see :data:`kameng.risk.STATUS`):
+    ``rate_limited`` is a 429 with ``Retry-After: retry_after``,
+    ``captcha_required`` a 400, anything else (or nothing) a 403 ``blocked``.
+    ``user_message`` is what the buyer reads (translatable); ``reasons``
+    are for the risk log and the admin, never shown to the buyer.
+    """
 
     action: str = "allow"
     reasons: tuple[str, ...] = ()
     user_message: str = ""
     score: int = 0
+    code: str = ""
+    retry_after: int = 0
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ from kameng.errors import APIError
 from kameng.i18n import _
 from kameng.inventory import service as inventory
 from kameng.money import MAX_MINOR
+from kameng import risk
 from kameng.orders import pricing, states
 from kameng.orders.models import Order
 from kameng.orders.querypass import hash_query_password
-from kameng.types import RiskVerdict
 
 log = logging.getLogger(__name__)
 
@@ -192,17 +192,14 @@ def check_payment_method(request, method, channel, user) -> None:
         raise _invalid("payment_method_unavailable", _("This payment channel is not available."))
 
 
-def risk_verdict(results) -> RiskVerdict:
-    """Fold every plugin's verdict: any deny wins, then any review."""
-    verdicts = [v for v in results if isinstance(v, RiskVerdict)]
-    for action in ("deny", "review"):
-        hits = [v for v in verdicts if v.action == action]
-        if hits:
-            reasons = tuple(r for v in hits for r in v.reasons)
-            message = next((v.user_message for v in hits if v.user_message), "")
-            return RiskVerdict(action=action, reasons=reasons, user_message=message,
-                               score=max(v.score for v in hits))
-    return RiskVerdict()
+#: kept for plugins written against 0.1: :func:`kameng.risk.fold`
+risk_verdict = risk.fold
+
+
+def applied_coupon(q: pricing.Quote) -> bool:
+    """Whether an adjustment took the coupon code the buyer entered."""
+    wanted = q.coupon.casefold()
+    return any((a.code or "").casefold() == wanted for a in q.adjustments)
 
 
 def scoped_key(user, key) -> str | None:
@@ -268,7 +265,14 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
     contact = check_contact(req.contact, user)
     check_payment_method(request, req.payment_method, req.channel, user)
     client_ip = (request.remote_addr or "")[:64]
-    q = pricing.quote(request, product, sku, quantity, user=user, coupon=req.coupon, contact=contact)
+    coupon = req.coupon.strip()[:64] if isinstance(req.coupon, str) else ""
+    if coupon:
+        # coupon guessing is limited like logins (the antifraud plugin)
+        risk.check(request, "coupon", coupon=coupon, contact=contact, user_id=user.id if user is not None else None)
+    q = pricing.quote(request, product, sku, quantity, user=user, coupon=coupon, contact=contact)
+    if coupon and not applied_coupon(q):
+        # a code no enabled plugin honours: never charge the full price silently
+        raise _invalid("coupon_unavailable", _("This coupon cannot be used for this order."), status=409)
     if max(q.subtotal, q.amount) > MAX_MINOR:
         # the order's amounts must fit the database's INTEGER columns: fewer units do
         top = min(sku.max_quantity, MAX_MINOR // max(q.unit_price, 1))
@@ -280,11 +284,13 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
         raise _invalid("invalid_amount", _("The discounts leave nothing to pay; this order cannot be placed."))
     draft = Draft(product=product, sku=sku, quantity=quantity, contact=contact, user=user, client_ip=client_ip,
                   payment_method=req.payment_method, recharge=recharge_values, quote=q)
-    verdict = risk_verdict(request.hooks.kameng_risk_check_order(request=request, draft=draft))
+    verdict = risk.fold(request.hooks.kameng_risk_check_order(request=request, draft=draft))
     if verdict.action == "deny":
-        log.info("order_blocked", extra={"reasons": list(verdict.reasons)[:5]})
-        raise _invalid("blocked", verdict.user_message or _("This order cannot be placed. Contact the shop if "
-                                                             "you think this is a mistake."), status=403)
+        log.info("order_blocked", extra={"reasons": list(verdict.reasons)[:5], "code": verdict.code or "blocked"})
+        if not verdict.user_message and verdict.code in ("", "blocked"):
+            verdict = risk.RiskVerdict(action="deny", code="blocked", user_message=_(
+                "This order cannot be placed. Contact the shop if you think this is a mistake."))
+        raise risk.refusal(request, verdict)
     from kameng.suppliers.service import binding_for_sku
 
     # a SKU a supplier fulfils holds no keys here: its stock is the count the sync keeps

@@ -142,7 +142,9 @@ def open_attempt(request, order: Order, method: str, channel: str | None = None,
                  actor: str | None = None) -> PaymentAttempt:
     """The checks and the attempt of :func:`start_payment`, without asking
     the provider anything (the conformance kit pays such attempts by notify)."""
-    from kameng.orders.checkout import check_payment_method, risk_verdict
+    from kameng.orders.checkout import check_payment_method
+    from kameng.risk import RiskVerdict, refusal
+    from kameng.risk import fold as risk_verdict
     from kameng.payments.service import create_attempt, get_gateway
 
     if order.status != PENDING or order.expires_at <= utcnow():
@@ -151,8 +153,10 @@ def open_attempt(request, order: Order, method: str, channel: str | None = None,
     check_payment_method(request, method, channel, user)
     verdict = risk_verdict(request.hooks.kameng_risk_check_payment(request=request, order=order, gateway_id=method))
     if verdict.action == "deny":
-        raise APIError(403, "blocked", verdict.user_message or _("This payment cannot be made. Contact the shop "
-                                                                  "if you think this is a mistake."))
+        if not verdict.user_message and verdict.code in ("", "blocked"):
+            verdict = RiskVerdict(action="deny", code="blocked", user_message=_(
+                "This payment cannot be made. Contact the shop if you think this is a mistake."))
+        raise refusal(request, verdict)
     if verdict.action == "review" and not order.held:
         order.held = "; ".join(verdict.reasons)[:255] or "review"
     if method == BALANCE:
