@@ -15,10 +15,12 @@ _SECRET_NAME = re.compile(r"pass|secret|token|sign|key|card|cert|authorization|c
 _SAFE_NAMES = {"job_id", "kind", "attempt", "attempts", "attempt_no", "gateway", "plugin", "worker", "path",
                "method", "reason", "error", "status", "order_no", "sku"}
 _TOKEN = re.compile(r"kmg_[A-Za-z0-9_-]{8,}")
+#: a Telegram bot token inside an API URL (https://api.telegram.org/bot<id>:<secret>/…)
+_BOT_TOKEN = re.compile(r"/bot[0-9]{3,}:[A-Za-z0-9_-]{20,}")
 
 
 def scrub(text: str) -> str:
-    return _TOKEN.sub("kmg_[redacted]", text)
+    return _BOT_TOKEN.sub("/bot[redacted]", _TOKEN.sub("kmg_[redacted]", text))
 
 
 class JsonFormatter(logging.Formatter):

@@ -73,7 +73,9 @@ def test_json_logs_redact_secrets():
     log.propagate = False
     try:
         log.warning("token kmg_abcdefghijklmnop used", extra={"password": "hunter2", "api_key": "k",
-                                                               "attempt_no": "P1", "card_secret": "XXXX"})
+                                                               "attempt_no": "P1", "card_secret": "XXXX",
+                                                               "url": "https://api.telegram.org/bot123456:"
+                                                                      "AAE_secretsecretsecret-x/sendMessage"})
         try:
             raise ValueError("secret value ABC")
         except ValueError:
@@ -83,6 +85,7 @@ def test_json_logs_redact_secrets():
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["password"] == first["api_key"] == first["card_secret"] == "[redacted]"
     assert first["attempt_no"] == "P1" and "kmg_abcdefghijklmnop" not in first["msg"]
+    assert first["url"] == "https://api.telegram.org/bot[redacted]/sendMessage"
     assert second["exc_type"] == "ValueError" and "ABC" not in json.dumps(second)
 
 
