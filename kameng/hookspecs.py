@@ -73,6 +73,17 @@ def kameng_scheduled_jobs():
 
 
 @hookspec
+def kameng_encrypted_columns():
+    """Return a list of :class:`kameng.types.EncryptedColumn`: the columns
+    of this plugin's tables encrypted with the shop's key ring. Called at
+    key rotation for every installed plugin, enabled or not: ``kameng keys
+    rotate`` re-encrypts them, ``--drop-old`` never drops a key they use.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def kameng_payment_gateways():
     """Return a list of :class:`kameng.payments.PaymentGateway` subclasses.
 

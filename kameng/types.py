@@ -152,6 +152,19 @@ class ScheduledJob:
 
 
 @dataclass(frozen=True)
+class EncryptedColumn:
+    """A column of a plugin's table that holds values encrypted with the
+    shop's :class:`~kameng.crypto.KeyRing` (``kameng_encrypted_columns``):
+    ``kameng keys rotate`` re-encrypts them and ``--drop-old`` keeps their
+    keys. ``aad(row)`` gives the associated data a value is bound to; empty
+    values are skipped."""
+
+    model: type
+    column: str
+    aad: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
 class JobHandler:
     """``func(request, payload)`` runs a job of ``kind`` inside a transaction.
 

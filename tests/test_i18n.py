@@ -168,7 +168,7 @@ class _Unmarked(HTMLParser):
 
 
 TEMPLATES = sorted([*ROOT.glob("themes/*/templates/**/*.pt"),
-                    *ROOT.glob("plugins/sandbox/kameng_sandbox/templates/**/*.pt")])
+                    *ROOT.glob("plugins/*/kameng_*/templates/**/*.pt")])
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: str(p.relative_to(ROOT)))

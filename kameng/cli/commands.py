@@ -533,16 +533,18 @@ def keys_rotate(args) -> int:
     ring = rotate.KeyRing.from_file(path) if args.resume else rotate.add_key(path)
     if not args.resume:
         print(f"new key {ring.current_id} added to {path} (the old file is kept as {os.path.basename(path)}.bak-*)")
+    columns = rotate.plugin_columns(registry)
     progress = Progress("re-encrypting", rotate.remaining(engine, ring))
     try:
-        done = rotate.reencrypt(engine, ring, progress=progress)
+        done = rotate.reencrypt(engine, ring, progress=progress, columns=columns)
     finally:
         progress.close()
-    print(f"re-encrypted {done['card_keys']} card keys and {done['plugin_secrets']} plugin secret sets")
+    print(f"re-encrypted {done['card_keys']} card keys, {done['plugin_secrets']} plugin secret sets and "
+          f"{done['plugin_columns']} values in plugins' tables")
     left = rotate.remaining(engine, rotate.KeyRing.from_file(path))
     if left:
         print(f"{left} keys were written under the old key meanwhile: run `kameng keys rotate --resume`")
     elif args.drop_old:
-        dropped = rotate.drop_unused(path, engine)
+        dropped = rotate.drop_unused(path, engine, columns)
         print("removed unused keys: " + (", ".join(dropped) if dropped else "none"))
     return 0

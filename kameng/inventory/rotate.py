@@ -5,7 +5,8 @@ under it, online and resumable.
    decrypts; a copy of the old file is kept as ``<key file>.bak-<time>``).
    Running servers notice the new file within a second and encrypt new
    secrets with the new key.
-2. Card keys, plugin, docking-key and supplier secrets, and delivery notes
+2. Card keys, plugin, docking-key and supplier secrets, delivery notes and
+   the columns plugins declare (``kameng_encrypted_columns``)
    not under the new key are re-encrypted in
    small transactions, each row only if it is still under an old key, so
    the shop keeps selling meanwhile and an interrupted run is finished by
@@ -38,7 +39,26 @@ def add_key(path: str) -> KeyRing:
     return KeyRing.from_file(path)
 
 
-def reencrypt(engine, ring: KeyRing, batch: int = 500, progress=None) -> dict:
+def plugin_columns(registry) -> list:
+    """The :class:`~kameng.types.EncryptedColumn` of every installed plugin."""
+    host = registry["kameng.plugins"]
+    return [item for _pid, item in host.collect_by_plugin("kameng_encrypted_columns")]
+
+
+def _plugin_reencrypt(s, ring: KeyRing, columns) -> int:
+    done = 0
+    for col in columns:
+        attr = getattr(col.model, col.column)
+        for row in s.scalars(select(col.model).where(attr.is_not(None), attr != "").with_for_update()):
+            value = getattr(row, col.column)
+            if ring.key_id_of(value) != ring.current_id:
+                bound = col.aad(row)
+                setattr(row, col.column, ring.encrypt(ring.decrypt(value, bound), bound))
+                done += 1
+    return done
+
+
+def reencrypt(engine, ring: KeyRing, batch: int = 500, progress=None, columns=()) -> dict:
     done = {"card_keys": 0, "plugin_secrets": 0}
     current = ring.current_id
     last_id = 0
@@ -80,10 +100,11 @@ def reencrypt(engine, ring: KeyRing, batch: int = 500, progress=None) -> dict:
                 label = f"order:{order.order_no}"
                 order.delivery_note = ring.encrypt(ring.decrypt(order.delivery_note, label), label)
                 done["delivery_notes"] += 1
+        done["plugin_columns"] = _plugin_reencrypt(s, ring, columns)
     return done
 
 
-def keys_in_use(engine, ring: KeyRing) -> set[str]:
+def keys_in_use(engine, ring: KeyRing, columns=()) -> set[str]:
     with Session(engine) as s:
         used = set(s.scalars(select(CardKey.key_id).distinct()))
         used |= {ring.key_id_of(t) for t in s.scalars(select(PluginState.secrets).where(PluginState.secrets != ""))}
@@ -92,12 +113,15 @@ def keys_in_use(engine, ring: KeyRing) -> set[str]:
                                                           .where(SupplierConnection.secrets != ""))}
         used |= {ring.key_id_of(t) for t in s.scalars(select(Order.delivery_note)
                                                           .where(Order.delivery_note.is_not(None)))}
+        for col in columns:
+            attr = getattr(col.model, col.column)
+            used |= {ring.key_id_of(t) for t in s.scalars(select(attr).where(attr.is_not(None), attr != ""))}
     return used
 
 
-def drop_unused(path: str, engine) -> list[str]:
+def drop_unused(path: str, engine, columns=()) -> list[str]:
     ring = KeyRing.from_file(path)
-    used = keys_in_use(engine, ring) | {ring.current_id}
+    used = keys_in_use(engine, ring, columns) | {ring.current_id}
     dropped = [kid for kid in ring.key_ids if kid not in used]
     if dropped:
         keep = [ln for ln in ring.lines() if ln.split(":", 1)[0] not in dropped]

@@ -7,7 +7,7 @@ See ``docs/notify_email.md`` for the merchant's guide and
 """
 from kameng import hookimpl
 from kameng.i18n import _
-from kameng.types import JobHandler, MenuItem, PluginMeta, ScheduledJob, SettingError, SettingField
+from kameng.types import EncryptedColumn, JobHandler, MenuItem, PluginMeta, ScheduledJob, SettingError, SettingField
 
 from kameng_notify_email import mailer
 
@@ -73,6 +73,15 @@ PLUGIN = PluginMeta(
                      help=_("Made from the text, with clickable links. Off: plain text only.")),
     ),
 )
+
+
+@hookimpl
+def kameng_encrypted_columns():
+    # a password-reset link waiting to be sent is encrypted with the shop's key
+    from kameng_notify_email.models import Message
+    from kameng_notify_email.service import _aad
+
+    return [EncryptedColumn(Message, "secret", lambda row: _aad(row.event))]
 
 
 @hookimpl

@@ -5,7 +5,7 @@ back-off, with a delivery log and a resend button in the admin.
 Receivers: see docs/webhooks.md (how to verify the signature)."""
 from kameng import hookimpl
 from kameng.i18n import _
-from kameng.types import JobHandler, MenuItem, PluginMeta, ScheduledJob, SettingField
+from kameng.types import EncryptedColumn, JobHandler, MenuItem, PluginMeta, ScheduledJob, SettingField
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,15 @@ PLUGIN = PluginMeta(
 @hookimpl
 def kameng_migration_locations():
     return ["kameng_webhooks:migrations"]
+
+
+@hookimpl
+def kameng_encrypted_columns():
+    # `kameng keys rotate` re-encrypts the endpoints' signing secrets and keeps their key
+    from kameng_webhooks.models import Endpoint
+    from kameng_webhooks.service import _aad
+
+    return [EncryptedColumn(Endpoint, "secret", lambda row: _aad(row.id))]
 
 
 @hookimpl
