@@ -279,6 +279,20 @@ def kameng_notify(request, event, data):
     """
 
 
+# --- API ---------------------------------------------------------------------------------
+
+
+@hookspec
+def kameng_openapi_paths(request):
+    """Return a dict of OpenAPI 3.1 path items (``{"/api/v1/...": {...}}``)
+    for this plugin's JSON routes, or ``None``: ``/api/v1/openapi.json``
+    lists them while the plugin is enabled. A path the core documents is
+    never replaced. Responses may reference ``#/components/schemas/Error``.
+
+    .. versionadded:: 0.1
+    """
+
+
 # --- admin and storefront --------------------------------------------------------------
 
 

@@ -344,10 +344,31 @@ USER = {"type": "object", "required": ["id", "email", "role", "active", "balance
     "id": {"type": "integer"}, "email": {"type": "string"}, "role": {"type": "string",
                                                                      "enum": ["buyer", "agent", "admin"]},
     "active": {"type": "boolean"}, "balance": SIGNED_MONEY, "currency": {"type": "string"},
-    "created_at": NULLABLE_TIME, "last_login_at": NULLABLE_TIME}}
+    "created_at": NULLABLE_TIME, "last_login_at": NULLABLE_TIME, "phone": NULLABLE_STR,
+    "level": {"type": ["string", "null"], "description": "the member level's code"},
+    "level_manual": {"type": "boolean", "description": "the level was set by hand: the rules leave it alone"},
+    "tier": {"type": ["string", "null"], "description": "the agent tier whose SKU prices the account pays"},
+    "agent_status": {"type": "string", "enum": ["", "applied", "approved", "rejected"],
+                     "description": "the account's application to become an agent"}}}
+ACCOUNT = {"type": "object", "required": ["id", "email", "phone", "display_name", "role", "level", "tier", "balance",
+                                        "currency"], "properties": {
+    "id": {"type": "integer"}, "email": {"type": "string"}, "phone": NULLABLE_STR, "display_name": {"type": "string"},
+    "role": {"type": "string", "enum": ["buyer", "agent", "admin"]},
+    "level": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["code", "name"], "properties": {
+        "code": {"type": "string"}, "name": {"type": "string"}}}], "description": "the member level"},
+    "tier": {"type": ["string", "null"], "description": "the agent tier whose SKU prices the account pays"},
+    "balance": SIGNED_MONEY, "currency": {"type": "string"}}}
 USER_INPUT = {"type": "object", "required": ["email", "password"], "properties": {
     "email": {"type": "string", "maxLength": 254}, "password": {"type": "string", "minLength": 10},
-    "role": {"type": "string", "enum": ["buyer", "agent"], "default": "buyer"}}}
+    "role": {"type": "string", "enum": ["buyer", "agent"], "default": "buyer"},
+    "level": {"type": "string", "maxLength": 32, "description": "a member level's code (set by hand)"}}}
+USER_PATCH = {"type": "object", "properties": {
+    "role": {"type": "string", "enum": ["buyer", "agent"],
+             "description": "buyer: also drops the tier; agent: also approves any application"},
+    "tier": {"type": ["string", "null"], "maxLength": 32, "description": "agents only; null or empty: none"},
+    "level": {"type": ["string", "null"], "maxLength": 32,
+              "description": "a level's code (fixed by hand), \"\" (no level, fixed by hand) or null (automatic: "
+                             "the level rules decide)"}}}
 BALANCE_INPUT = {"type": "object", "required": ["amount", "reason"], "properties": {
     "amount": SIGNED_MONEY, "reason": {"type": "string", "minLength": 1, "maxLength": 255}}}
 BALANCE = {"type": "object", "required": ["balance", "currency"], "properties": {
@@ -359,7 +380,7 @@ ORDER_SCHEMAS = {"Key": KEY, "OrderEvent": ORDER_EVENT, "OrderItem": ORDER_ITEM,
                  "PaymentNotice": PAYMENT_NOTICE, "Payment": PAYMENT, "Refund": REFUND, "Order": ORDER,
                  "OrderInput": ORDER_INPUT, "OrderCreated": ORDER_CREATED, "OrderPayment": ORDER_PAYMENT,
                  "OrderSummary": ORDER_SUMMARY, "OrderList": ORDER_LIST, "OrderAction": ORDER_ACTION, "User": USER,
-                 "UserInput": USER_INPUT, "BalanceInput": BALANCE_INPUT, "Balance": BALANCE}
+                 "UserInput": USER_INPUT, "UserPatch": USER_PATCH, "BalanceInput": BALANCE_INPUT, "Balance": BALANCE}
 
 
 def _codes(*pairs) -> dict:
@@ -417,7 +438,12 @@ def order_paths() -> dict:
             "summary": "An order, for its buyer (password, token, or the owner's session or token)",
             "security": optional_auth, "parameters": [order_no, *access],
             "responses": {"200": _json("the order; keys once delivered", _ref("Order")), "404": not_found,
+                          "400": _codes(("captcha_required", "an anti-fraud plugin asks for a captcha first")),
+                          "403": _codes(("blocked", "an anti-fraud plugin refused the lookup")),
                           "429": lookup_limited}}},
+        "/api/v1/account": {"get": {
+            "summary": "The signed-in account (session cookie or API token)", "security": [{"bearerAuth": []}],
+            "responses": {"200": _json("the account", ACCOUNT), "401": _err("not signed in")}}},
         "/api/v1/orders/{order_no}/pay": {"post": {
             "summary": "Pay a pending order (again), maybe with another method", "security": optional_auth,
             "parameters": [order_no, *access],
@@ -493,8 +519,23 @@ def order_paths() -> dict:
                                    "400": _codes(("invalid_request", "the body is not a JSON object")),
                                    "409": _codes(("email_taken", "an account with this email exists")),
                                    "422": _codes(("invalid_request",
-                                                  "a bad email, a weak password or a role other than buyer or agent")),
+                                                  "a bad email, a weak password, a role other than buyer or agent, "
+                                                  "or no such member level")),
                                    **denied}}},
+        "/api/v1/admin/users/{id}": {
+            "get": {"summary": "One account", "security": admin,
+                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                    "responses": {"200": _json("the account", _ref("User")), "404": _err("no such account"),
+                                  **denied}},
+            "patch": {"summary": "Change an account's role, agent tier or member level", "security": admin,
+                      "parameters": [{"name": "id", "in": "path", "required": True,
+                                      "schema": {"type": "integer"}}],
+                      "requestBody": _body("UserPatch"),
+                      "responses": {"200": _json("the account", _ref("User")),
+                                    "400": _codes(("invalid_request", "the body is not a JSON object")),
+                                    "404": _err("no such account"),
+                                    "422": _codes(("invalid_request", "a bad role, tier or level, a tier for a "
+                                                   "buyer, or an admin account")), **denied}}},
         "/api/v1/admin/users/{id}/balance": {"post": {
             "summary": "Credit or debit an account's balance (a ledger entry)", "security": admin,
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
@@ -507,7 +548,23 @@ def order_paths() -> dict:
     }
 
 
+def plugin_paths(request, core: dict) -> dict:
+    """The paths enabled plugins document (``kameng_openapi_paths``); never one of the core's."""
+    out = {}
+    for result in request.hooks.kameng_openapi_paths(request=request):
+        for path, item in (result or {}).items():
+            if isinstance(path, str) and path.startswith("/") and path not in core and isinstance(item, dict):
+                out.setdefault(path, item)
+    return out
+
+
 def document(request) -> dict:
+    doc = core_document(request)
+    doc["paths"].update(plugin_paths(request, doc["paths"]))
+    return doc
+
+
+def core_document(request) -> dict:
     admin = [{"bearerAuth": []}]
     pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {

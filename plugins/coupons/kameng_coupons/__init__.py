@@ -84,6 +84,13 @@ def kameng_adjustments_released(request, order):
 
 
 @hookimpl
+def kameng_openapi_paths(request):
+    from kameng_coupons.openapi import paths
+
+    return paths()
+
+
+@hookimpl
 def kameng_admin_menu(request):
     return [MenuItem(label=_("Coupons"), route_name="coupons.list", section="shop", order=45),
             MenuItem(label=_("Promotions"), route_name="coupons.promotions", section="shop", order=46),

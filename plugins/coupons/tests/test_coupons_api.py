@@ -188,3 +188,16 @@ def test_a_coupon_made_by_the_api_is_single_use_when_asked(capi, creg, shop, adm
     assert place(capi, coupon="API1").json["amount"] == "7.00"
     assert error_code(place(capi, expect=409, coupon="API1", contact="b@example.com")) == "coupon_unavailable"
     assert coupon_state(creg, "API1") == (1, ["used"])
+
+
+def test_openapi_lists_the_coupon_api_while_enabled(creg, capi):
+    from kameng.testing import set_plugin
+
+    set_plugin(creg, "coupons", enabled=True)
+    doc = capi.get("/api/v1/openapi.json").json
+    assert {"get", "post"} <= set(doc["paths"]["/api/v1/admin/coupons"])
+    assert {"get", "patch"} <= set(doc["paths"]["/api/v1/admin/coupons/{id}"])
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(doc)
+    set_plugin(creg, "coupons", enabled=False)
+    assert "/api/v1/admin/coupons" not in capi.get("/api/v1/openapi.json").json["paths"]
