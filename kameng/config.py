@@ -86,7 +86,8 @@ def configure(settings: dict, extra_plugins=(), load_entrypoints=None) -> Config
     config.include("kameng.suppliers")
     for module in ("kameng.errors", "kameng.storefront.views", "kameng.admin.views", "kameng.admin.catalog",
                    "kameng.api.views", "kameng.api.catalog", "kameng.payments.views", "kameng.api.orders",
-                   "kameng.api.admin_orders", "kameng.storefront.orders", "kameng.storefront.account", "kameng.storefront.topup",
+                   "kameng.api.admin_orders", "kameng.storefront.orders", "kameng.storefront.account",
+                   "kameng.storefront.password_reset", "kameng.api.account", "kameng.storefront.topup",
                    "kameng.admin.orders", "kameng.admin.users", "kameng.media.views"):
         config.scan(module)
     config.commit()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pyramid.view import view_config
 
+from kameng import risk
 from kameng.api import api_csrf, json_body
 from kameng.errors import APIError
 from kameng.i18n import _
@@ -142,6 +143,8 @@ def _viewable(request):
     order = service.get(request.db, request.matchdict["order_no"])
     password = request.params.get("query_password")
     token = request.params.get("token") or request.headers.get("X-Order-Token")
+    if password:  # a guest's lookup: an anti-fraud plugin may refuse it before the password is checked
+        risk.check(request, "lookup", order_no=request.matchdict["order_no"][:32])
     if order is None:
         if password:
             access.check_password(request, request.matchdict["order_no"], None, password)  # a guess too

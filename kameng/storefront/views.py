@@ -14,11 +14,12 @@ from pyramid.view import view_config
 from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 
-from kameng import accounts, ratelimit
+from kameng import accounts, ratelimit, risk
 from kameng.catalog import recharge
 from kameng.catalog.models import Category, Product
-from kameng.catalog.service import buyable, price_for, sanitize_html, stock_label
+from kameng.catalog.service import buyable, buyer_price, price_for, sanitize_html, stock_label
 from kameng.db import utcnow
+from kameng.errors import APIError
 from kameng.i18n import LANGUAGES, _
 from kameng.money import format_minor
 from kameng.theming import tpl
@@ -249,10 +250,29 @@ def _stock_text(sku, mode: str):
     return label
 
 
-def _quantity_limits(sku) -> tuple[int, int]:
-    """The quantities one order of this SKU may have, within its stock."""
-    high = sku.max_quantity if sku.stock is None else min(sku.max_quantity, max(sku.stock, 0))
+def _quantity_limits(sku, most: int | None = None) -> tuple[int, int]:
+    """The quantities one order of this SKU may have, within its stock
+    (``most``: the buyer's maximum, an agent's may be larger)."""
+    most = sku.max_quantity if most is None else most
+    high = most if sku.stock is None else min(most, max(sku.stock, 0))
     return sku.min_quantity, high
+
+
+def own_price(request, sku, list_price: int) -> tuple[str | None, object]:
+    """What the signed-in buyer pays for one ``sku`` when it differs from
+    the list price (member level or agent tier): ``(price text, label)``,
+    else ``(None, None)``."""
+    from kameng.orders.pricing import price_refs
+
+    level, tier = price_refs(request.user)
+    if not (level or tier):
+        return None, None
+    unit, how = buyer_price(request.db, sku, level=level, tier=tier)
+    if how is None or unit == list_price:
+        return None, None
+    if how["source"] == "tier":
+        return unit, _("Your agent price")
+    return unit, _("Your price (${level} member)", mapping={"level": how.get("level_name") or how["level"]})
 
 
 def _input_for(field: dict, value: str) -> dict:
@@ -290,11 +310,15 @@ def product(request):
     prices = Prices(request)
     params = request.params
     stock_mode = request.shop.get("stock_display", "number")
+    from kameng.orders.checkout import max_quantity
 
     skus = []
     for s in (s for s in product.skus if s.visible):
-        low, high = _quantity_limits(s)
-        skus.append({"code": s.code, "name": s.name, "price": prices.text(prices.of(s)),
+        low, high = _quantity_limits(s, max_quantity(request, s, request.user))
+        listed = prices.of(s)
+        mine, mine_label = own_price(request, s, listed)
+        skus.append({"code": s.code, "name": s.name, "price": prices.text(listed),
+                     "your_price": prices.text(mine) if mine is not None else None, "your_label": mine_label,
                      "attributes": _attributes(s), "stock": _stock_text(s, stock_mode),
                      "sold_out": s.stock is not None and s.stock <= 0,
                      "selectable": buyable(product, s) and low <= high, "min": low, "max": high,
@@ -332,6 +356,7 @@ def product(request):
         "limits_differ": len({s["limits"] for s in selectable}) > 1,
         "quantity": {"min": low, "max": high, "value": quantity},
         "fields": fields,
+        "coupon": params.get("coupon", "").strip()[:64],
         "checkout_url": checkout_url(request, product),
         "shelf": _macros(),
     }
@@ -361,16 +386,33 @@ LOGIN_LOCKED = _("Too many failed sign-ins. This account is locked for a while; 
 LOGINS_LIMITED = _("Too many sign-in attempts from your address. Wait a minute and try again.")
 
 
+def login_subject(identifier: str) -> dict:
+    """What the anti-fraud hooks hear about a sign-in name: ``email`` or ``phone``."""
+    identifier = identifier.strip()
+    if "@" in identifier:
+        return {"email": identifier}
+    try:
+        return {"phone": accounts.normalize_phone(identifier)}
+    except accounts.AccountError:
+        return {"phone": identifier}
+
+
 def _sign_in(request, email: str, password: str):
-    """``(user, None)``, or ``(None, (status, message))``. Every attempt
-    counts against the address (``kameng.limits.logins_per_ip_per_minute``);
-    wrong passwords also against the account (:func:`kameng.accounts.authenticate`)."""
+    """``(user, None)``, or ``(None, (status, message))``. ``email`` is the
+    sign-in name: an email address or a phone number. Every attempt counts
+    against the address (``kameng.limits.logins_per_ip_per_minute``); wrong
+    passwords also against the account (:func:`kameng.accounts.authenticate`);
+    an anti-fraud plugin may refuse first (:func:`kameng.risk.check`)."""
     settings = request.registry.settings
     engine = request.registry["kameng.write_engine"]
     per_ip = ratelimit.setting(request, "kameng.limits.logins_per_ip_per_minute")
     if not ratelimit.hit(engine, f"logins_per_ip_per_minute:{request.remote_addr or '-'}", per_ip):
         ratelimit.set_retry_after(request, ratelimit.retry_after())
         return None, (429, LOGINS_LIMITED)
+    try:
+        risk.check(request, "login", **login_subject(email))
+    except APIError as exc:
+        return None, (exc.status, exc.message)
     result = accounts.authenticate(request.db, email, password,
                                    max_failures=int(settings["kameng.login.max_failures"]),
                                    lockout_minutes=int(settings["kameng.login.lockout_minutes"]), engine=engine)
@@ -384,11 +426,12 @@ def _sign_in(request, email: str, password: str):
 
 @view_config(route_name="login", renderer=tpl("login.pt"))
 def login(request):
-    next_url = request.params.get("next", "")
+    """Sign in with the email or the phone number, and the password."""
+    next_url = request.params.get("next", "")[:500]
     form = {"email": "", "error": None}
     if request.method == "POST":
-        email = request.POST.get("email", "")[:254]
-        password = request.POST.get("password", "")
+        email = request.POST.get("email", "").replace("\x00", "").strip()[:254]
+        password = request.POST.get("password", "")[:200]
         form["email"] = email
         user, refusal = _sign_in(request, email, password)
         if user is not None:
