@@ -1,5 +1,5 @@
 """The core's own hook implementations (always on)."""
-from kameng import hookimpl, jobs, notifications, ratelimit
+from kameng import hookimpl, jobs, levels, notifications, ratelimit
 from kameng.backup import job as backup
 from kameng.inventory import service as inventory
 from kameng.orders import service as orders
@@ -29,3 +29,21 @@ def kameng_scheduled_jobs():
             ScheduledJob("rate-counters-prune", "kameng.ratelimit.prune", every_seconds=600),
             # hourly look: the job itself backs up every kameng.backup.every_hours
             ScheduledJob("backup", backup.KIND, every_seconds=3600)]
+
+
+@hookimpl
+def kameng_order_delivered(request, order):
+    """A delivered order adds to its buyer's paid total: the member level
+    rules may raise the buyer's level (kameng.levels.reassess)."""
+    levels.reassess_id(request.db, order.user_id)
+
+
+@hookimpl
+def kameng_storefront_blocks(request, slot):
+    """The buyer's member level on the account overview (``account.top``)."""
+    if slot != "account.top" or getattr(request, "user", None) is None:
+        return None
+    from kameng.storefront.agents import level_block
+
+    block = level_block(request)
+    return [block] if block is not None else None

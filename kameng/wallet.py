@@ -134,6 +134,11 @@ def _topup_subject(request) -> str:
 
 
 def topup_paid(db, attempt) -> LedgerEntry:
-    """Credit a paid top-up, once (the attempt number is the entry's ref)."""
-    return post(db, attempt.user_id, attempt.amount, attempt.currency, "topup", ref=f"topup:{attempt.attempt_no}",
-                note=attempt.attempt_no, actor=f"gateway:{attempt.gateway}")
+    """Credit a paid top-up, once (the attempt number is the entry's ref);
+    the member level rules may then raise the account's level."""
+    from kameng import levels
+
+    entry = post(db, attempt.user_id, attempt.amount, attempt.currency, "topup", ref=f"topup:{attempt.attempt_no}",
+                 note=attempt.attempt_no, actor=f"gateway:{attempt.gateway}")
+    levels.reassess_id(db, attempt.user_id)
+    return entry

@@ -26,6 +26,8 @@ CORE_MENU = [
     MenuItem(_("Orders"), "admin.orders", "shop", 5),
     MenuItem(_("Payments"), "admin.payments", "shop", 30),
     MenuItem(_("Users"), "admin.users", "shop", 40),
+    MenuItem(_("Agents"), "admin.agents", "shop", 41),
+    MenuItem(_("Member levels"), "admin.levels", "shop", 42),
     MenuItem(_("Background jobs"), "admin.jobs", "system", 40),
     MenuItem(_("Audit log"), "admin.audit", "system", 50),
 ]

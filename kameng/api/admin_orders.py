@@ -5,7 +5,8 @@
 notifications, refunds and full trail), ``POST
 /api/v1/admin/orders/{order_no}/{action}`` for ``deliver``, ``redeliver``,
 ``refund``, ``refund_paid``, ``cancel`` and ``replace_key``; accounts:
-``GET``/``POST /api/v1/admin/users`` and ``POST
+``GET``/``POST /api/v1/admin/users``, ``GET``/``PATCH
+/api/v1/admin/users/{id}`` (role, agent tier, member level) and ``POST
 /api/v1/admin/users/{id}/balance``.
 
 The rules are :mod:`kameng.orders.service`'s; a refusal there is an
@@ -23,7 +24,7 @@ from sqlalchemy import func, select
 from kameng import audit, money
 from kameng.accounts import User
 from kameng.admin import orders as admin_orders
-from kameng.admin.users import adjust_balance, balances, create_account, user_query
+from kameng.admin.users import adjust_balance, balances, create_account, update_membership, user_query
 from kameng.api import api_csrf, json_body
 from kameng.api.catalog import MAX_QUERY, _page
 from kameng.api.orders import order_json
@@ -214,7 +215,9 @@ def user_json(request, user: User, balance: int | None = None) -> dict:
     return {"id": user.id, "email": user.email, "role": user.role, "active": bool(user.is_active),
             "balance": money.format_minor(balance, cur), "currency": cur,
             "created_at": user.created_at.isoformat() if user.created_at else None,
-            "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None}
+            "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+            "phone": getattr(user, "phone", None), "level": user.level, "level_manual": bool(user.level_manual),
+            "tier": user.tier, "agent_status": user.agent_status or ""}
 
 
 @view_config(route_name="api.admin.users", request_method="GET", renderer="json", permission="admin",
@@ -237,9 +240,13 @@ def list_users(request):
              require_csrf=False, decorator=api_csrf)
 def create_user(request):
     body = json_body(request)
-    user = create_account(request.db, body.get("email"), body.get("password"), body.get("role", "buyer"))
+    level = body.get("level")
+    if level is not None and not isinstance(level, str):
+        raise _invalid(_("The level is a member level's code."), "level")
+    user = create_account(request.db, body.get("email"), body.get("password"), body.get("role", "buyer"),
+                          level=level or None)
     audit.record(request.db, audit.actor_of(request), "user.create", f"user:{user.id}", email=user.email,
-                 role=user.role)
+                 role=user.role, **({"level": user.level} if user.level else {}))
     request.response.status = 201
     return user_json(request, user, 0)
 
@@ -251,6 +258,25 @@ def matched_user(request) -> User:
     if user is None:
         raise APIError(404, "not_found", _("No such account."))
     return user
+
+
+@view_config(route_name="api.admin.user", request_method="GET", renderer="json", permission="admin",
+             require_csrf=False)
+def get_user(request):
+    return user_json(request, matched_user(request))
+
+
+@view_config(route_name="api.admin.user", request_method="PATCH", renderer="json", permission="admin",
+             require_csrf=False, decorator=api_csrf)
+def patch_user(request):
+    """``{"role"?: "buyer" | "agent", "tier"?: code | null, "level"?: code | "" | null}``:
+    a level's code is fixed by hand, ``""`` is no level (fixed by hand),
+    ``null`` puts the account back under the level rules."""
+    user = matched_user(request)
+    body = json_body(request)
+    update_membership(request, user, {k: body[k] for k in ("role", "tier", "level") if k in body})
+    request.db.flush()
+    return user_json(request, user)
 
 
 @view_config(route_name="api.admin.user.balance", request_method="POST", renderer="json", permission="admin",

@@ -313,16 +313,44 @@ def delete_product(db, product: Product) -> str:
 # -- what buyers see -----------------------------------------------------------------------
 
 
-def price_for(db, sku: Sku, level: str | None = None, tier: str | None = None) -> int:
-    """A buyer's price: the agent tier price, else the member level price,
-    else the base price (the lowest that applies never exceeds the base)."""
+def buyer_price(db, sku: Sku, level: str | None = None, tier: str | None = None) -> tuple[int, dict | None]:
+    """A buyer's unit price and how it was reached: ``(unit, how)``.
+
+    The agent tier's price of the SKU, else the member level's price of the
+    SKU, else the list price less the member level's discount (rounded half
+    up to the minor unit, never below one minor unit); never more than the
+    list price. ``how`` is None for the list price, else ``{"source": "tier"
+    | "level_price" | "level_discount", "tier" | "level": code, "level_name"?,
+    "discount_bp"?}``."""
     for kind, ref in (("tier", tier), ("level", level)):
         if ref:
             special = db.scalar(select(SkuPrice.price).where(SkuPrice.sku_id == sku.id, SkuPrice.kind == kind,
                                                              SkuPrice.ref == ref))
             if special is not None:
-                return min(special, sku.price)
-    return sku.price
+                how = {"source": "tier", "tier": ref} if kind == "tier" else {"source": "level_price", "level": ref}
+                if kind == "level":
+                    how["level_name"] = _level_name(db, ref)
+                return min(special, sku.price), how
+    if level:
+        from kameng.levels import MemberLevel, discounted
+
+        row = db.execute(select(MemberLevel.name, MemberLevel.discount_bp).where(MemberLevel.code == level)).first()
+        if row is not None and row.discount_bp > 0:
+            return discounted(sku.price, row.discount_bp), {"source": "level_discount", "level": level,
+                                                             "level_name": row.name, "discount_bp": row.discount_bp}
+    return sku.price, None
+
+
+def _level_name(db, code: str) -> str:
+    from kameng.levels import MemberLevel
+
+    return db.scalar(select(MemberLevel.name).where(MemberLevel.code == code)) or code
+
+
+def price_for(db, sku: Sku, level: str | None = None, tier: str | None = None) -> int:
+    """A buyer's unit price (:func:`buyer_price`): the agent tier price, else
+    the member level price, else the list price less the level's discount."""
+    return buyer_price(db, sku, level, tier)[0]
 
 
 def stock_label(sku: Sku, mode: str = "number", few: int = 10):

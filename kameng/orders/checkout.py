@@ -134,11 +134,36 @@ def find_sku(db, code) -> tuple[Product, Sku]:
     return row.Product, row.Sku
 
 
-def check_quantity(sku: Sku, quantity: int) -> None:
-    if not sku.min_quantity <= quantity <= sku.max_quantity:
+#: ``kameng.orders.agent_max_quantity`` when the setting is absent
+AGENT_MAX_QUANTITY = 1000
+
+
+def agent_max_quantity(request) -> int:
+    """The most one order of an agent may have (``kameng.orders.agent_max_quantity``; 0: no more than a buyer)."""
+    try:
+        value = int(request.registry.settings.get("kameng.orders.agent_max_quantity", AGENT_MAX_QUANTITY))
+    except (TypeError, ValueError):
+        value = AGENT_MAX_QUANTITY
+    return max(0, min(value, 999_999))
+
+
+def max_quantity(request, sku: Sku, user=None) -> int:
+    """The most one order of ``sku`` may have for ``user``: the SKU's own
+    limit; for an agent (bulk purchase) the larger of it and
+    ``kameng.orders.agent_max_quantity``."""
+    high = sku.max_quantity
+    if user is not None and getattr(user, "role", None) == "agent":
+        high = max(high, agent_max_quantity(request))
+    return high
+
+
+def check_quantity(sku: Sku, quantity: int, high: int | None = None) -> None:
+    """``quantity`` within the SKU's limits (``high``: another maximum, :func:`max_quantity`)."""
+    high = sku.max_quantity if high is None else high
+    if not sku.min_quantity <= quantity <= high:
         raise _invalid("invalid_quantity", _("Order between ${min} and ${max} of this option.",
-                                             mapping={"min": sku.min_quantity, "max": sku.max_quantity}),
-                       min_quantity=sku.min_quantity, max_quantity=sku.max_quantity)
+                                             mapping={"min": sku.min_quantity, "max": high}),
+                       min_quantity=sku.min_quantity, max_quantity=high)
 
 
 def normalize_contact(contact) -> str:
@@ -258,7 +283,8 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
         return earlier, True
     product, sku = find_sku(db, req.sku)
     quantity = parse_quantity(req.quantity)
-    check_quantity(sku, quantity)
+    high = max_quantity(request, sku, user)
+    check_quantity(sku, quantity, high)
     if sku.stock is not None and sku.stock < quantity:
         raise out_of_stock()
     recharge_values = check_recharge(product, req.recharge)
@@ -275,7 +301,7 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
         raise _invalid("coupon_unavailable", _("This coupon cannot be used for this order."), status=409)
     if max(q.subtotal, q.amount) > MAX_MINOR:
         # the order's amounts must fit the database's INTEGER columns: fewer units do
-        top = min(sku.max_quantity, MAX_MINOR // max(q.unit_price, 1))
+        top = min(high, MAX_MINOR // max(q.unit_price, 1))
         raise _invalid("invalid_quantity", _("Order between ${min} and ${max} of this option.",
                                              mapping={"min": sku.min_quantity, "max": top}),
                        min_quantity=sku.min_quantity, max_quantity=top)

@@ -1,9 +1,18 @@
 """The server-side price pipeline.
 
-base price → the buyer's tier or level price → plugin adjustments
-(``kameng_price_adjustments``: promotions, member discounts, coupons) →
-the amount to pay. The client never sends a price. Each step is kept in
+base price → the buyer's own unit price → plugin adjustments
+(``kameng_price_adjustments``: sales, promotions, coupons) → the amount to
+pay. The client never sends a price. Each step is kept in
 :attr:`Quote.steps` and stored on the order.
+
+The buyer's own unit price (:func:`kameng.catalog.service.buyer_price`,
+docs/members.md): the SKU's price for the account's agent tier, else its
+price for the account's member level, else the list price less the member
+level's discount (rounded half up to the minor unit, never below 0.01);
+never more than the list price. It is one ``special_price`` step naming
+where it came from (``source``: ``tier``, ``level_price`` or
+``level_discount``) and the level's name; the subtotal is that unit price
+times the quantity, so nothing is rounded after it.
 
 How adjustments combine (one rule, documented in docs/plugins.md): within
 an ``exclusive_group`` only the biggest discount counts; adjustments with
@@ -14,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kameng.catalog.service import price_for
+from kameng.catalog.service import buyer_price
 from kameng.types import Adjustment
 
 
@@ -79,13 +88,18 @@ def quote(request, product, sku, quantity: int, user=None, coupon: str = "", con
     q = Quote(product=product, sku=sku, quantity=quantity, currency=currency, user=user,
               coupon=(coupon or "").strip()[:64], contact=contact)
     q.base_unit = sku.price
-    q.unit_price = price_for(request.db, sku, level=level, tier=tier)
+    q.unit_price, how = buyer_price(request.db, sku, level=level, tier=tier)
     q.subtotal = q.unit_price * quantity
     q.steps.append({"step": "base", "unit": q.base_unit, "quantity": quantity, "amount": q.base_unit * quantity})
     if q.unit_price != q.base_unit:
-        # the buyer's agent tier or member level price (the tier wins where both are set)
-        q.steps.append({"step": "special_price", "tier": tier, "level": level, "unit": q.unit_price,
-                        "amount": q.subtotal - q.base_unit * quantity})
+        # the buyer's agent tier price, member level price or level discount
+        # (in that order: the first that the SKU and the account have wins)
+        step = {"step": "special_price", "tier": how.get("tier"), "level": how.get("level"),
+                "source": how["source"], "unit": q.unit_price, "amount": q.subtotal - q.base_unit * quantity}
+        for name in ("level_name", "discount_bp"):
+            if name in how:
+                step[name] = how[name]
+        q.steps.append(step)
     offered = []
     for result in request.hooks.kameng_price_adjustments(request=request, quote=q):
         offered.extend(result or ())

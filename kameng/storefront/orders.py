@@ -24,11 +24,12 @@ from kameng.catalog.service import sanitize_html
 from kameng.db import utcnow
 from kameng.errors import APIError
 from kameng.i18n import _
+from kameng import risk
 from kameng.inventory.models import SOLD, CardKey
 from kameng.money import format_minor
 from kameng.orders import access, pricing, service, states
 from kameng.orders.checkout import (OrderRequest, access_token, check_quantity, check_recharge, create_order,
-                                    find_sku, out_of_stock, parse_quantity)
+                                    find_sku, max_quantity, out_of_stock, parse_quantity)
 from kameng.payments.models import PaymentAttempt
 from kameng.payments.service import available_gateways, get_gateway, payment_action
 from kameng.storefront.views import ID, Shelf
@@ -92,11 +93,13 @@ def breakdown(steps: list[dict], currency: str) -> list[dict]:
 
 
 def special_label(step: dict):
-    """An agent tier or member level price."""
+    """An agent tier or member level price (with the level's name where the step has it)."""
     tier, level = step.get("tier"), step.get("level")
     if tier and not level:
         return _("Agent price")
     if level and not tier:
+        if step.get("level_name"):
+            return _("Member price (${level})", mapping={"level": step["level_name"]})
         return _("Member price")
     return _("Your price")
 
@@ -154,13 +157,17 @@ class Choice:
             raise APIError(404, "unknown_sku", _("There is no such product option."))
         self.sku = sku
         self.quantity = parse_quantity(self.quantity_raw)
-        check_quantity(sku, self.quantity)
+        check_quantity(sku, self.quantity, max_quantity(request, sku, user))
         if sku.stock is not None and sku.stock < self.quantity:
             raise out_of_stock()
         try:
             self.recharge = check_recharge(product, self.recharge_raw)
         except APIError as exc:
             raise self.labelled(exc) from None
+        if self.coupon:
+            # the page tells whether a code applies: guessing codes here is limited like at order creation
+            risk.check(request, "coupon", coupon=self.coupon, contact=contact,
+                       user_id=user.id if user is not None else None)
         self.quote = pricing.quote(request, product, sku, self.quantity, user=user, coupon=self.coupon,
                                    contact=contact)
 
