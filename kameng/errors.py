@@ -139,8 +139,11 @@ def undecodable_view(exc, request):
 
 @exception_view_config(Exception)
 def server_error_view(exc, request):
+    # the route's pattern, not the path: a path can carry a capability
+    # (/password/reset/{token}, /orders/{order_no}?token=)
+    route = getattr(request, "matched_route", None)
     log.error("unhandled_error", exc_info=(type(exc), exc, exc.__traceback__),
-              extra={"path": request.path, "method": request.method})
+              extra={"path": route.pattern if route is not None else request.path, "method": request.method})
     if is_api(request):
         return json_error(request, 500, "server_error", _MESSAGES[500])
     try:

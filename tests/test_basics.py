@@ -89,7 +89,7 @@ def test_json_logs_redact_secrets():
     assert second["exc_type"] == "ValueError" and "ABC" not in json.dumps(second)
 
 
-def test_500_shows_no_traceback(make_app, monkeypatch):
+def test_500_shows_no_traceback(make_app, monkeypatch, caplog):
     import sys
     import types
 
@@ -108,6 +108,8 @@ def test_500_shows_no_traceback(make_app, monkeypatch):
         config.add_view(crash, route_name="crash")
         config.add_route("crash.api", "/api/v1/crash")
         config.add_view(crash, route_name="crash.api")
+        config.add_route("crash.token", "/-/crash/{token}")
+        config.add_view(crash, route_name="crash.token")
 
     plugin.includeme = includeme
     plugin.PLUGIN = __import__("kameng.types", fromlist=["PluginMeta"]).PluginMeta(name="crash")
@@ -121,3 +123,9 @@ def test_500_shows_no_traceback(make_app, monkeypatch):
     assert "Something went wrong on our side." in resp.text
     resp = t.get("/api/v1/crash", status=500)
     assert resp.json == {"error": {"code": "server_error", "message": "Something went wrong on our side."}}
+    # a path that carries a capability (a reset link's token) is logged as its route's pattern
+    with caplog.at_level(logging.ERROR, logger="kameng"):
+        t.get("/-/crash/reset-token-0123456789abcdef", status=500)
+    logged = [r for r in caplog.records if r.getMessage() == "unhandled_error"]
+    assert logged and logged[-1].path == "/-/crash/{token}"
+    assert not any("reset-token-0123456789abcdef" in str(vars(r)) for r in caplog.records)
