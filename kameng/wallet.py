@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from kameng.db import Base, UTCDateTime, utcnow
 from kameng.i18n import _
+from kameng.ledgers import InsufficientBalance, Ledger  # noqa: F401  (InsufficientBalance: callers catch it here)
 from kameng.money import format_minor
 
 REASONS = {
@@ -46,24 +47,17 @@ class LedgerEntry(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class InsufficientBalance(Exception):
-    def __init__(self, balance: int, wanted: int):
-        super().__init__(f"balance {balance} is less than {wanted}")
-        self.balance, self.wanted = balance, wanted
+def _lock(db, user_id: int) -> None:
+    # one writer per wallet. PostgreSQL: FOR NO KEY UPDATE, which an order
+    # insert's foreign-key lock on the same user (KEY SHARE) does not block, so
+    # two balance orders of one account cannot deadlock (MariaDB: see checkout)
+    from kameng.accounts import User
+
+    db.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
 
 
-def _last(db, user_id: int) -> tuple[int, int]:
-    row = db.execute(select(LedgerEntry.seq, LedgerEntry.balance_after).where(LedgerEntry.user_id == user_id)
-                     .order_by(LedgerEntry.seq.desc()).limit(1)).first()
-    return (row[0], row[1]) if row else (0, 0)
-
-
-def balance(db, user_id: int) -> int:
-    return _last(db, user_id)[1]
-
-
-def existing(db, ref: str) -> LedgerEntry | None:
-    return db.scalar(select(LedgerEntry).where(LedgerEntry.ref == ref))
+LEDGER = Ledger(LedgerEntry, "reason", REASONS, _lock)
+_last, balance, existing, entries = LEDGER.last, LEDGER.balance, LEDGER.existing, LEDGER.entries
 
 
 def post(db, user_id: int, amount: int, currency: str, reason: str, ref: str | None = None, note: str = "",
@@ -72,31 +66,8 @@ def post(db, user_id: int, amount: int, currency: str, reason: str, ref: str | N
     transaction. With ``ref``, a second post with the same ref returns the
     first entry and changes nothing. Raises :class:`InsufficientBalance`
     when a debit would take the balance below zero."""
-    from kameng.accounts import User
-
-    if reason not in REASONS:
-        raise ValueError(f"unknown ledger reason {reason!r}")
-    if amount == 0:
-        raise ValueError("a ledger entry moves money")
-    if ref is not None and (done := existing(db, ref)) is not None:
-        return done
-    # one writer per wallet. PostgreSQL: FOR NO KEY UPDATE, which an order
-    # insert's foreign-key lock on the same user (KEY SHARE) does not block, so
-    # two balance orders of one account cannot deadlock (MariaDB: see checkout)
-    db.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
-    seq, current = _last(db, user_id)
-    if current + amount < 0 and not allow_negative:
-        raise InsufficientBalance(current, -amount)
-    entry = LedgerEntry(user_id=user_id, seq=seq + 1, amount=amount, balance_after=current + amount,
-                        currency=currency, reason=reason, ref=ref, note=note[:255], actor=actor[:254])
-    db.add(entry)
-    db.flush()
-    return entry
-
-
-def entries(db, user_id: int, limit: int = 50, offset: int = 0) -> list[LedgerEntry]:
-    return list(db.scalars(select(LedgerEntry).where(LedgerEntry.user_id == user_id)
-                           .order_by(LedgerEntry.seq.desc()).limit(limit).offset(offset)))
+    return LEDGER.post(db, user_id, amount, currency, reason, ref=ref, note=note, actor=actor,
+                       allow_negative=allow_negative)
 
 
 MIN_TOPUP = 100  # minor units

@@ -1,6 +1,6 @@
 """Referrers' commission balances, kept as an append-only ledger.
 
-The same design as the core's wallet (:mod:`kameng.wallet`): every change
+The core's ledger (:mod:`kameng.ledgers`, as the wallet): every change
 is a new row with the balance after it and a per-user sequence number.
 The row lock on the user's ``distribution_members`` row serialises two
 writers of one balance; the unique ``(user_id, seq)`` makes two that
@@ -13,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from kameng.i18n import _
+from kameng.ledgers import InsufficientBalance, Ledger  # noqa: F401  (callers catch it here)
 
 from kameng_distribution import members
 from kameng_distribution.models import LedgerEntry
@@ -25,30 +26,14 @@ KINDS = {
 }
 
 
-class InsufficientBalance(Exception):
-    def __init__(self, balance: int, wanted: int):
-        super().__init__(f"balance {balance} is less than {wanted}")
-        self.balance, self.wanted = balance, wanted
-
-
-def _last(db, user_id: int) -> tuple[int, int]:
-    row = db.execute(select(LedgerEntry.seq, LedgerEntry.balance_after).where(LedgerEntry.user_id == user_id)
-                     .order_by(LedgerEntry.seq.desc()).limit(1)).first()
-    return (row[0], row[1]) if row else (0, 0)
-
-
-def balance(db, user_id: int) -> int:
-    return _last(db, user_id)[1]
-
-
-def existing(db, ref: str) -> LedgerEntry | None:
-    return db.scalar(select(LedgerEntry).where(LedgerEntry.ref == ref))
-
-
 def lock(db, user_id: int) -> None:
     """Take the user's ledger lock (their member row, made if missing)."""
     members.ensure(db, user_id)
     db.execute(select(members.Member.user_id).where(members.Member.user_id == user_id).with_for_update())
+
+
+LEDGER = Ledger(LedgerEntry, "kind", KINDS, lock)
+_last, balance, existing, entries = LEDGER.last, LEDGER.balance, LEDGER.existing, LEDGER.entries
 
 
 def post(db, user_id: int, amount: int, currency: str, kind: str, ref: str | None = None, note: str = "",
@@ -58,29 +43,8 @@ def post(db, user_id: int, amount: int, currency: str, kind: str, ref: str | Non
     returns the first entry and changes nothing. A debit that would take the
     balance below zero raises :class:`InsufficientBalance` unless
     ``allow_negative`` (a reversal after the money was withdrawn)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown ledger kind {kind!r}")
-    if amount == 0:
-        raise ValueError("a ledger entry moves money")
-    if ref is not None and (done := existing(db, ref)) is not None:
-        return done
-    if not locked:
-        lock(db, user_id)
-        if ref is not None and (done := existing(db, ref)) is not None:  # a writer before us did it
-            return done
-    seq, current = _last(db, user_id)
-    if current + amount < 0 and amount < 0 and not allow_negative:
-        raise InsufficientBalance(current, -amount)
-    entry = LedgerEntry(user_id=user_id, seq=seq + 1, amount=amount, balance_after=current + amount,
-                        currency=currency, kind=kind, ref=ref, note=note[:255], actor=actor[:254])
-    db.add(entry)
-    db.flush()
-    return entry
-
-
-def entries(db, user_id: int, limit: int = 50, offset: int = 0) -> list[LedgerEntry]:
-    return list(db.scalars(select(LedgerEntry).where(LedgerEntry.user_id == user_id)
-                           .order_by(LedgerEntry.seq.desc()).limit(limit).offset(offset)))
+    return LEDGER.post(db, user_id, amount, currency, kind, ref=ref, note=note, actor=actor,
+                       allow_negative=allow_negative, locked=locked)
 
 
 def totals_by_kind(db, user_id: int) -> dict:
