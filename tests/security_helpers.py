@@ -19,7 +19,7 @@ import webtest
 from pyramid.interfaces import IRoutesMapper
 from sqlalchemy import MetaData, select, text
 
-from kameng.testing import ADMIN_EMAIL, ADMIN_PASSWORD, app_request, login, run_jobs, set_plugin
+from kameng.testing import ADMIN_EMAIL, ADMIN_PASSWORD, app_request, free_port, login, run_jobs, set_plugin
 
 ROLES = ("anonymous", "buyer_a", "buyer_b", "agent", "admin")
 #: the status a role is shown the sign-in page with (an HTML page's redirect)
@@ -35,6 +35,14 @@ SKU = "SEC1"
 KEYS = [f"SEC1-SECRET-KEY-{i:04d}-PLAINTEXT" for i in range(8)]
 CSRF_MESSAGE = "did not come from this site"
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+#: the bundled operations plugins: the world enables those the app loaded
+OPERATIONS_PLUGINS = ("antifraud", "coupons", "distribution", "notify_email", "notify_telegram", "webhooks")
+TELEGRAM_TOKEN = "123456789:security-tests-fake-bot-token-0123"
+#: every limit of the anti-fraud plugin off: the matrix sends many requests from one address
+ANTIFRAUD_OFF = {"orders_per_ip_per_minute": 0, "orders_per_contact_per_hour": 0, "orders_per_account_per_hour": 0,
+                 "max_unpaid_per_contact": 0, "max_unpaid_per_ip": 0, "lookups_per_ip_per_minute": 0,
+                 "logins_per_ip_per_minute": 0, "registrations_per_ip_per_hour": 0,
+                 "password_resets_per_ip_per_hour": 0, "coupon_attempts_per_ip_per_minute": 0}
 
 
 # -- clients ---------------------------------------------------------------------------------
@@ -162,7 +170,9 @@ def build_world(app, address_prefix: str = "10.9.0") -> World:
     """Users of every role with a signed-in client each and an API token;
     the sandbox gateway and the sandbox supplier enabled; a catalog; buyer A's
     delivered order (its keys known), buyer A's pending order and top-up, a
-    guest's pending order, a supplier connection and the agent's docking keys."""
+    guest's pending order, a supplier connection and the agent's docking keys;
+    the bundled operations plugins the app loaded enabled, with what their
+    routes need (:func:`_operations_values`)."""
     from kameng import accounts
     from kameng.dock import manage
     from kameng.inventory.models import CardKey
@@ -175,6 +185,8 @@ def build_world(app, address_prefix: str = "10.9.0") -> World:
     set_plugin(registry, "sandbox", enabled=True, secret=SANDBOX_SECRET)
     set_plugin(registry, "sandbox_supplier", enabled=True)
     world = World(app, registry, {})
+    plugins = loaded_operations_plugins(registry)
+    _enable_operations_plugins(world, plugins)
     with app_request(registry) as req:
         for role in ROLES[1:]:
             user = accounts.create_user(req.db, EMAILS[role], PASSWORDS[role],
@@ -182,6 +194,8 @@ def build_world(app, address_prefix: str = "10.9.0") -> World:
             world.user_ids[role] = user.id
         tokens = {role: accounts.create_token(req.db, req.db.get(accounts.User, uid), "security tests")
                   for role, uid in world.user_ids.items()}
+    if "distribution" in plugins:
+        _bind_referrals(world)
     for n, role in enumerate(ROLES, 1):
         client = Client(app, role, f"{address_prefix}.{n}")
         client.token = tokens.get(role)
@@ -227,7 +241,132 @@ def build_world(app, address_prefix: str = "10.9.0") -> World:
         v["dock_key_id"], v["dock_secret"] = key.key_id, secret
         v["victim_dock_key_id"] = manage.issue(req, agent, "key to revoke", "")[0].key_id
         v["victim_dock_key_id_bearer"] = manage.issue(req, agent, "key to revoke", "")[0].key_id
+    _operations_values(world, plugins)
     return world
+
+
+# -- the operations plugins ------------------------------------------------------------------
+
+
+def loaded_operations_plugins(registry) -> set[str]:
+    """The bundled operations plugins the app loaded (installed, by entry point)."""
+    host = registry["kameng.plugins"]
+    return {pid for pid in OPERATIONS_PLUGINS if pid in host.plugins and not host.plugins[pid].errors}
+
+
+def _enable_operations_plugins(world: World, plugins: set[str]) -> None:
+    """Each loaded plugin on, before the world's orders (so their hooks see
+    them), with settings that keep the tests local and fast: no limits, no
+    captcha; mail, Telegram and webhooks aimed at a closed port on 127.0.0.1
+    (a refused connection: nothing leaves the machine, nothing waits)."""
+    from kameng import httpclient
+
+    registry, v = world.registry, world.values
+    closed = v["closed_port"] = free_port()
+    if plugins & {"notify_telegram", "webhooks"}:
+        assert httpclient.ALLOW_PRIVATE, "kameng.http.allow_private_targets must be on (kameng.testing sets it)"
+    if "antifraud" in plugins:
+        set_plugin(registry, "antifraud", enabled=True, captcha="", blacklist="", watchlist="", **ANTIFRAUD_OFF)
+    if "coupons" in plugins:
+        set_plugin(registry, "coupons", enabled=True)
+    if "distribution" in plugins:
+        set_plugin(registry, "distribution", enabled=True, levels="2", rate_1="10", rate_2="5",
+                   min_withdrawal="1.00")
+    if "notify_email" in plugins:
+        set_plugin(registry, "notify_email", enabled=True, host="127.0.0.1", port=closed, security="none",
+                   sender="shop@example.com")
+    if "notify_telegram" in plugins:
+        set_plugin(registry, "notify_telegram", enabled=True, bot_token=TELEGRAM_TOKEN, chat_id="-1001234567890",
+                   api_base=f"http://127.0.0.1:{closed}")
+    if "webhooks" in plugins:
+        from kameng_webhooks import service as webhooks
+
+        set_plugin(registry, "webhooks", enabled=True)
+        with app_request(registry, actor=ADMIN_EMAIL) as req:
+            endpoint, _secret = webhooks.create_endpoint(req, f"http://127.0.0.1:{closed}/hook", "security tests",
+                                                         webhooks.parse_events(["*"]))
+            v["webhook_endpoint_id"] = endpoint.id
+
+
+def _bind_referrals(world: World) -> None:
+    """Buyer A was referred by buyer B, buyer B by the agent: buyer A's
+    delivered order earns them commissions (levels 1 and 2)."""
+    from kameng_distribution import members
+
+    with app_request(world.registry) as req:
+        ids = world.user_ids
+        assert members.bind(req.db, ids["buyer_b"], members.ensure(req.db, ids["agent"]), "admin")
+        assert members.bind(req.db, ids["buyer_a"], members.ensure(req.db, ids["buyer_b"]), "admin")
+
+
+def _operations_values(world: World, plugins: set[str]) -> None:
+    """What the plugins' rows need: a product of their own (its SKU
+    ``SEC2``), a coupon, a promotion and a sale on it, a purchase limit, a
+    captcha, a webhook delivery, an email of buyer A's order, buyer B's
+    referral code and withdrawal."""
+    import datetime as dt
+
+    from kameng import accounts
+    from kameng.catalog import service as catalog
+    from kameng.db import utcnow
+
+    registry, v = world.registry, world.values
+    if plugins & {"coupons", "antifraud"}:
+        with app_request(registry) as req:
+            v["plugin_product_id"] = catalog.save_product(req.db, {"name": "Plugin goods", "type": "manual", "skus": [
+                {"code": "SEC2", "name": "plugin option", "price": "10.00"}]}, "CNY").id
+    if "coupons" in plugins:
+        from kameng_coupons import service as coupons
+        from kameng_coupons.models import Promotion, Sale
+
+        now, scope = utcnow(), {"products": [v["plugin_product_id"]]}
+        with app_request(registry) as req:
+            db = req.db
+            v["coupon_id"] = coupons.create_coupon(db, coupons.coupon_values(
+                db, {"code": "SEC-SAVE1", "kind": "fixed", "value": "1.00", **scope}, "CNY")).id
+            promotion = Promotion(**coupons.promotion_values(db, {"name": "Spend more", **scope, "tiers": [
+                {"threshold": "20.00", "kind": "amount", "value": "2.00"}]}, "CNY"))
+            sale = Sale(**coupons.sale_values(db, {
+                "sku": "SEC2", "price": "8.00", "cap": 5, "starts_at": (now - dt.timedelta(hours=1)).isoformat(),
+                "ends_at": (now + dt.timedelta(days=1)).isoformat()}, "CNY"), sold=0)
+            db.add_all([promotion, sale])
+            db.flush()
+            v["promotion_id"], v["sale_id"] = promotion.id, sale.id
+    if "antifraud" in plugins:
+        from kameng_antifraud import captcha, config
+        from kameng_antifraud.models import ProductLimit
+
+        with app_request(registry) as req:
+            limit = ProductLimit(product_id=v["plugin_product_id"], max_quantity=2, window_days=0)
+            req.db.add(limit)
+            req.db.flush()
+            v["product_limit_id"] = limit.id
+            v["captcha_id"] = captcha.new_challenge(req, config.read(req))
+        assert v["captcha_id"]
+    if "webhooks" in plugins:
+        from kameng_webhooks import service as webhooks
+        from kameng_webhooks.models import Endpoint
+
+        with app_request(registry, actor=ADMIN_EMAIL) as req:
+            endpoint = req.db.get(Endpoint, v["webhook_endpoint_id"])
+            v["webhook_delivery_id"] = webhooks.send_test(req, endpoint).delivery_id
+    if "notify_email" in plugins:
+        from kameng_notify_email.models import Message
+
+        with app_request(registry) as req:
+            v["email_message_id"] = req.db.scalar(select(Message.id).where(Message.order_no == v["order_no"])
+                                                  .order_by(Message.id))
+        assert v["email_message_id"], "no email was queued for buyer A's order"
+    if "distribution" in plugins:
+        from kameng_distribution import ledger, members
+        from kameng_distribution import service as distribution
+
+        with app_request(registry) as req:
+            buyer_b = req.db.get(accounts.User, world.user_ids["buyer_b"])
+            v["referral_code"] = members.ensure(req.db, buyer_b.id).code
+            earned = ledger.balance(req.db, buyer_b.id)
+            assert earned == 100, f"buyer B earned {earned} on buyer A's order (10 % of 10.00)"
+            v["withdrawal_no"] = distribution.request_withdrawal(req, buyer_b, earned, "buyer B's bank").withdrawal_no
 
 
 # -- the app's routes --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ The rules, by kind of route:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 
 from security_helpers import LOGIN, ROLES
 
@@ -223,6 +224,75 @@ ROWS = [
     Row("dock.orders", {"POST": public(401)}),
     Row("dock.order", {"GET": public(401)}, {"out_order_no": "ANY-1"}),
 ]
+
+#: the bundled operations plugins' routes (``build_world`` enables each one installed)
+PLUGIN_ROWS = {
+    "antifraud": [
+        Row("antifraud.captcha.new", {"POST": public(200)},
+            note="a new challenge for anyone; with the session cookie the view checks the CSRF token itself"),
+        Row("antifraud.captcha.image", {"GET": public(200)}, {"id": "@captcha_id"}),
+        Row("antifraud.log", {"GET": admin_page(200)}),
+        Row("antifraud.test", {"GET": admin_page(200)}),
+        Row("antifraud.limits", {"GET": admin_page(200), "POST": admin_page(422)}, note="no product chosen"),
+        Row("antifraud.limit.delete", {"POST": admin_page(302)}, {"id": "@product_limit_id"}),
+    ],
+    "coupons": [
+        Row("coupons.list", {"GET": admin_page(200)}),
+        Row("coupons.new", {"GET": admin_page(200), "POST": admin_page(422)}, note="no code given"),
+        Row("coupons.batch", {"GET": admin_page(200), "POST": admin_page(422)}, note="no count given"),
+        Row("coupons.export", {"GET": admin_page(200)}),
+        Row("coupons.edit", {"GET": admin_page(200), "POST": admin_page(422)}, {"id": "@coupon_id"}),
+        Row("coupons.toggle", {"POST": admin_page(302)}, {"id": "@coupon_id"}),
+        Row("coupons.promotions", {"GET": admin_page(200)}),
+        Row("coupons.promotion.new", {"GET": admin_page(200), "POST": admin_page(422)}, note="no name given"),
+        Row("coupons.promotion", {"GET": admin_page(200), "POST": admin_page(422)}, {"id": "@promotion_id"}),
+        Row("coupons.sales", {"GET": admin_page(200)}),
+        Row("coupons.sale.new", {"GET": admin_page(200), "POST": admin_page(422)}, note="no SKU given"),
+        Row("coupons.sale", {"GET": admin_page(200), "POST": admin_page(422)}, {"id": "@sale_id"}),
+        Row("coupons.api", {"GET": admin_api(200), "POST": admin_api(422)}),
+        Row("coupons.api.one", {"GET": admin_api(200), "PATCH": admin_api(200)}, {"id": "@coupon_id"},
+            note="an empty change changes nothing"),
+    ],
+    "distribution": [
+        Row("distribution.home", {"GET": member(200)}, note="the account's own referral page"),
+        Row("distribution.withdraw", {"POST": member(422)}, note="no amount given"),
+        Row("distribution.landing", {"GET": public(302)}, {"code": "@referral_code"},
+            note="a referral link: everyone is sent to the home page"),
+        Row("distribution.admin", {"GET": admin_page(200)}),
+        Row("distribution.admin.commissions", {"GET": admin_page(200)}),
+        Row("distribution.admin.withdrawals", {"GET": admin_page(200)}),
+        Row("distribution.admin.withdrawal", {"POST": admin_page(303)}, {"no": "@withdrawal_no", "action": "reject"},
+            note="no reason given: a message"),
+        Row("distribution.admin.rates", {"GET": admin_page(200), "POST": admin_page(422)}, note="no product chosen"),
+        Row("distribution.admin.referrers", {"GET": admin_page(200), "POST": admin_page(404)},
+            note="no account named"),
+        Row("distribution.admin.user", {"GET": admin_page(200)}, {"id": "@user:buyer_b"}),
+    ],
+    "notify_email": [
+        Row("notify_email.log", {"GET": admin_page(200)}),
+        Row("notify_email.resend", {"POST": admin_page(302)}, {"id": "@email_message_id"}),
+        Row("notify_email.test", {"POST": admin_page(302)}, note="no address given: a message"),
+        Row("notify_email.templates", {"GET": admin_page(200)}),
+        Row("notify_email.switch", {"POST": admin_page(404)}, note="no event named"),
+        Row("notify_email.template", {"GET": admin_page(200), "POST": admin_page(400)},
+            {"event": "order.delivered", "language": "en"}, note="an empty template is refused"),
+    ],
+    "notify_telegram": [
+        Row("notify_telegram.admin", {"GET": admin_page(200)}),
+        Row("notify_telegram.test", {"POST": admin_page(302)}, note="the Bot API (a closed port) is not reached"),
+    ],
+    "webhooks": [
+        Row("webhooks.endpoints", {"GET": admin_page(200), "POST": admin_page(422)}, note="no URL given"),
+        Row("webhooks.endpoint", {"GET": admin_page(200), "POST": admin_page(422)}, {"id": "@webhook_endpoint_id"}),
+        Row("webhooks.endpoint.action", {"POST": admin_page(200)}, {"id": "@webhook_endpoint_id", "action": "reveal"},
+            note="the signing secret, to the admin alone"),
+        Row("webhooks.deliveries", {"GET": admin_page(200)}),
+        Row("webhooks.delivery", {"GET": admin_page(200)}, {"delivery_id": "@webhook_delivery_id"}),
+        Row("webhooks.delivery.resend", {"POST": admin_page(302)}, {"delivery_id": "@webhook_delivery_id"}),
+    ],
+}
+INSTALLED_PLUGINS = {ep.name for ep in entry_points(group="kameng")}
+ROWS += [row for plugin, rows in PLUGIN_ROWS.items() if plugin in INSTALLED_PLUGINS for row in rows]
 
 BY_ROUTE = {row.route: row for row in ROWS}
 

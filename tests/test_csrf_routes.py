@@ -9,11 +9,15 @@ matrix's (``tests/security_routes.py``).
   header: 400 ``csrf_failed``, nothing changes; a bearer token needs none.
 - The only unsafe routes without the check are the signed entry points:
   gateway notifies and supplier callbacks (and the docking API, which a
-  session cannot use at all).
+  session cannot use at all). A few routes for API callers run the check
+  themselves, only on a request that carries the session cookie
+  (``SESSION_CHECKED``): the rules above hold for them too.
 """
 from __future__ import annotations
 
 from urllib.parse import urlencode
+
+import pytest
 
 from security_helpers import (CSRF_MESSAGE, LOGIN, UNSAFE, build_world, changed_tables, db_fingerprint,
                               route_path, routes, text_of)
@@ -26,6 +30,10 @@ SIGNED_ENTRY_POINTS = {"pay.notify", "supplier.callback"}
 EXEMPT_READS = {"pay.return"}
 #: the docking API: authenticated by a request signature, never by the session
 DOCK_API = {"dock.goods", "dock.goods.one", "dock.balance", "dock.orders", "dock.order"}
+#: non-API routes that opt out of Pyramid's check and check the token and the
+#: origin themselves when the request rides on the session cookie (a caller
+#: without the cookie, such as an app fetching a captcha, needs no token)
+SESSION_CHECKED = {"antifraud.captcha.new"}
 
 
 def _unsafe_html_routes(registry):
@@ -39,8 +47,9 @@ def _unsafe_api_routes(registry):
 
 
 def test_only_the_signed_entry_points_skip_the_csrf_check(app):
-    exempt = {name for name, info in routes(app.registry).items() if not info.api and info.csrf_exempt}
-    assert exempt == SIGNED_ENTRY_POINTS | EXEMPT_READS
+    found = routes(app.registry)
+    exempt = {name for name, info in found.items() if not info.api and info.csrf_exempt}
+    assert exempt == SIGNED_ENTRY_POINTS | EXEMPT_READS | (SESSION_CHECKED & set(found))
     for name in EXEMPT_READS:
         assert not set(routes(app.registry)[name].methods) & set(UNSAFE), name
 
@@ -80,6 +89,25 @@ def test_every_unsafe_form_post_needs_the_token_and_the_origin(app):
                 checked.append((name, role))
     assert ("admin.order.action", "admin") in checked and ("login", "anonymous") in checked
     assert ("sandbox.pay", "anonymous") in checked  # a plugin's form is checked too
+
+
+def test_session_checked_routes_need_the_token_only_with_the_session(app):
+    """Without the session cookie the request is an API caller's and passes
+    without a token; with the cookie (the anti-fraud plugin's own check, the
+    same rules as above) a missing or forged token is refused."""
+    checked = SESSION_CHECKED & set(routes(app.registry))
+    if not checked:
+        pytest.skip("the anti-fraud plugin is not installed")
+    world = build_world(app)
+    for name in sorted(checked):
+        method = next(m for m in BY_ROUTE[name].expect if m in UNSAFE)
+        for role in ("anonymous", "admin"):
+            client, path, form = world.clients[role], _path(world, name), _form(world, name, role)
+            assert client.send(method, path, form=form, csrf=False, cookies=False).status_int == 200, (name, role)
+            for token in (None, "forged-token"):
+                resp = client.send(method, path, form={**form, **({"csrf_token": token} if token else {})},
+                                   csrf=False)
+                assert resp.status_int == 400 and CSRF_MESSAGE in resp.text, (name, role, token)
 
 
 def test_the_fingerprint_sees_a_write(app):

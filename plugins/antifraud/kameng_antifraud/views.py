@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from pyramid.csrf import check_csrf_token
+from pyramid.csrf import check_csrf_origin, check_csrf_token
 from pyramid.httpexceptions import HTTPFound, HTTPNotFound
 from pyramid.renderers import render
 from pyramid.response import Response
@@ -56,10 +56,12 @@ def captcha_field(request, cfg) -> str:
 def _csrf_with_session(view):
     """API callers without the shop's session cookie need no CSRF token; a
     request riding on the session sends it (form field ``csrf_token`` or
-    header ``X-CSRF-Token``), as for the rest of the API."""
+    header ``X-CSRF-Token``), as for the rest of the API, and over HTTPS
+    comes from the shop's own origin (the core's check for every form)."""
 
     def wrapper(context, request):
         if "kameng_session" in request.cookies and not request.authorization:
+            check_csrf_origin(request, raises=True)
             check_csrf_token(request, token="csrf_token", header="X-CSRF-Token", raises=True)
         return view(context, request)
 
