@@ -229,11 +229,12 @@ def test_rotation_keeps_every_key_decryptable(registry, sku, tmp_path, monkeypat
     assert new_ring.current_id != old_id and new_ring.fingerprint("x") == ring.fingerprint("x")
     engine = registry["kameng.write_engine"]
     assert rotate.remaining(engine, new_ring) == 30
-    done = rotate.reencrypt(engine, new_ring, batch=7)
+    columns = rotate.plugin_columns(registry)
+    done = rotate.reencrypt(engine, new_ring, batch=7, columns=columns)
     assert done == {"card_keys": 30, "plugin_secrets": 1, "dock_secrets": 0, "supplier_secrets": 1,
-                    "delivery_notes": 0}
+                    "delivery_notes": 0, "plugin_columns": 0}
     assert rotate.remaining(engine, new_ring) == 0
-    assert rotate.drop_unused(str(path), engine) == [old_id]
+    assert rotate.drop_unused(str(path), engine, columns) == [old_id]
     final = KeyRing.from_file(str(path))
     assert final.key_ids == [new_ring.current_id]
     with app_request(registry) as req:
