@@ -262,6 +262,7 @@ def _enable_operations_plugins(world: World, plugins: set[str]) -> None:
     from kameng import httpclient
 
     registry, v = world.registry, world.values
+    v["plugins"] = frozenset(plugins)
     closed = v["closed_port"] = free_port()
     if plugins & {"notify_telegram", "webhooks"}:
         assert httpclient.ALLOW_PRIVATE, "kameng.http.allow_private_targets must be on (kameng.testing sets it)"
@@ -283,7 +284,7 @@ def _enable_operations_plugins(world: World, plugins: set[str]) -> None:
 
         set_plugin(registry, "webhooks", enabled=True)
         with app_request(registry, actor=ADMIN_EMAIL) as req:
-            endpoint, _secret = webhooks.create_endpoint(req, f"http://127.0.0.1:{closed}/hook", "security tests",
+            endpoint, v["webhook_secret"] = webhooks.create_endpoint(req, f"http://127.0.0.1:{closed}/hook", "security tests",
                                                          webhooks.parse_events(["*"]))
             v["webhook_endpoint_id"] = endpoint.id
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from security_helpers import (KEYS, QUERY_PASSWORD, ROLES, Client, build_world, outcome, route_path, routes,
+from security_helpers import (KEYS, SKU, QUERY_PASSWORD, ROLES, Client, build_world, outcome, route_path, routes,
                               text_of)
 from security_routes import BY_ROUTE, ROWS, resolve
 
@@ -116,6 +116,34 @@ def test_disabled_plugin_routes_answer_404_for_everyone(app):
     # nothing was paid by any of this
     resp = world.clients["buyer_a"].send("GET", f"/api/v1/orders/{world['pending_order_no']}", bearer=True)
     assert resp.json["status"] == "pending"
+
+
+def test_disabled_operations_plugins_answer_404_everywhere(app):
+    """Each operations plugin, disabled: every one of its routes is a 404
+    for every role (its admin pages included, before any sign-in redirect),
+    and checkout still works without it."""
+    from security_routes import INSTALLED_PLUGINS, PLUGIN_ROWS
+
+    from kameng.testing import set_plugin
+
+    installed = [p for p in PLUGIN_ROWS if p in INSTALLED_PLUGINS]
+    if not installed:
+        pytest.skip("no operations plugin is installed")
+    world = build_world(app)
+    for plugin in installed:
+        set_plugin(world.registry, plugin, enabled=False)
+    wrong = []
+    for plugin in installed:
+        for row in PLUGIN_ROWS[plugin]:
+            for method in row.expect:
+                for role in ROLES:
+                    path, resp = _send(world, world.clients[role], row.route, method, bearer=False)
+                    if resp.status_int != 404:
+                        wrong.append(f"{plugin}: {method} {path} as {role}: {resp.status_int}")
+    assert not wrong, "\n".join(wrong)
+    body = {"sku": SKU, "quantity": 1, "payment_method": "sandbox"}
+    placed = world.clients["buyer_a"].send("POST", "/api/v1/orders", json_body=body, bearer=True)
+    assert placed.status_int == 201, placed.text
 
 
 # -- orders: owners, other buyers, guests ------------------------------------------------------

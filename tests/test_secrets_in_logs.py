@@ -18,7 +18,7 @@ import webtest
 from sqlalchemy import select
 
 from kameng.testing import SESSION_SECRET, app_request, run_jobs
-from security_helpers import (KEYS, QUERY_PASSWORD, SANDBOX_SECRET, SKU, SUPPLIER_SECRET, build_world,
+from security_helpers import (KEYS, QUERY_PASSWORD, SANDBOX_SECRET, SKU, SUPPLIER_SECRET, TELEGRAM_TOKEN, build_world,
                               captured_logs, leaks, text_of)
 
 NEW_SANDBOX_SECRET = "rotated-sandbox-secret-0987654321"
@@ -42,6 +42,11 @@ def _secrets(world, extra: dict) -> dict[str, str]:
                 "epay key": EPAY_KEY, "supplier secret": SUPPLIER_SECRET, "docking secret": world["dock_secret"],
                 "session secret": SESSION_SECRET, "order access token": world["access_token"]})
     out.update({f"key file line {i}": line for i, line in enumerate(key_lines)})
+    # the operations plugins' secrets, where the world enabled them
+    if "notify_telegram" in world.values.get("plugins", ()):
+        out["telegram bot token"] = TELEGRAM_TOKEN
+    if world.values.get("webhook_secret"):
+        out["webhook signing secret"] = world["webhook_secret"]
     out.update(extra)
     return out
 
