@@ -265,6 +265,9 @@ def _enable_operations_plugins(world: World, plugins: set[str]) -> None:
     v["plugins"] = frozenset(plugins)
     closed = v["closed_port"] = free_port()
     if plugins & {"notify_telegram", "webhooks"}:
+        # the flag is process-wide and set by the app built last (or left off by
+        # an earlier test's monkeypatch): take this app's own setting again
+        httpclient.configure(registry.settings)
         assert httpclient.ALLOW_PRIVATE, "kameng.http.allow_private_targets must be on (kameng.testing sets it)"
     if "antifraud" in plugins:
         set_plugin(registry, "antifraud", enabled=True, captcha="", blacklist="", watchlist="", **ANTIFRAUD_OFF)
