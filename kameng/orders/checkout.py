@@ -221,6 +221,17 @@ def check_payment_method(request, method, channel, user) -> None:
 risk_verdict = risk.fold
 
 
+def check_coupon_attempt(request, coupon: str, contact: str, user) -> None:
+    """Ask the anti-fraud hooks about a coupon attempt (guessing codes is
+    limited like logins), once per request and code: a checkout whose
+    refusal re-renders its page is one attempt, not two."""
+    asked = request.__dict__.setdefault("_kameng_coupons_asked", set())
+    if not coupon or coupon in asked:
+        return
+    asked.add(coupon)
+    risk.check(request, "coupon", coupon=coupon, contact=contact, user_id=user.id if user is not None else None)
+
+
 def applied_coupon(q: pricing.Quote) -> bool:
     """Whether an adjustment took the coupon code the buyer entered."""
     wanted = q.coupon.casefold()
@@ -292,9 +303,7 @@ def create_order(request, req: OrderRequest, user=None) -> tuple[Order, bool]:
     check_payment_method(request, req.payment_method, req.channel, user)
     client_ip = (request.remote_addr or "")[:64]
     coupon = req.coupon.strip()[:64] if isinstance(req.coupon, str) else ""
-    if coupon:
-        # coupon guessing is limited like logins (the antifraud plugin)
-        risk.check(request, "coupon", coupon=coupon, contact=contact, user_id=user.id if user is not None else None)
+    check_coupon_attempt(request, coupon, contact, user)
     q = pricing.quote(request, product, sku, quantity, user=user, coupon=coupon, contact=contact)
     if coupon and not applied_coupon(q):
         # a code no enabled plugin honours: never charge the full price silently

@@ -24,12 +24,11 @@ from kameng.catalog.service import sanitize_html
 from kameng.db import utcnow
 from kameng.errors import APIError
 from kameng.i18n import _
-from kameng import risk
 from kameng.inventory.models import SOLD, CardKey
 from kameng.money import format_minor
 from kameng.orders import access, pricing, service, states
-from kameng.orders.checkout import (OrderRequest, access_token, check_quantity, check_recharge, create_order,
-                                    find_sku, max_quantity, out_of_stock, parse_quantity)
+from kameng.orders.checkout import (OrderRequest, access_token, check_coupon_attempt, check_quantity, check_recharge,
+                                    create_order, find_sku, max_quantity, out_of_stock, parse_quantity)
 from kameng.payments.models import PaymentAttempt
 from kameng.payments.service import available_gateways, get_gateway, payment_action
 from kameng.storefront.views import ID, Shelf
@@ -164,10 +163,8 @@ class Choice:
             self.recharge = check_recharge(product, self.recharge_raw)
         except APIError as exc:
             raise self.labelled(exc) from None
-        if self.coupon:
-            # the page tells whether a code applies: guessing codes here is limited like at order creation
-            risk.check(request, "coupon", coupon=self.coupon, contact=contact,
-                       user_id=user.id if user is not None else None)
+        # the page tells whether a code applies: guessing codes here is limited like at order creation
+        check_coupon_attempt(request, self.coupon, contact, user)
         self.quote = pricing.quote(request, product, sku, self.quantity, user=user, coupon=self.coupon,
                                    contact=contact)
 
